@@ -1,0 +1,290 @@
+"""Vision Transformer (Dosovitskiy et al., "An Image is Worth 16x16 Words", ICLR 2021).
+
+The paper's Table 1 sizes, the DeiT sizes (Touvron et al. 2021) and small-data
+variants for 32×32 images, all built by one generic `VisionTransformer`.
+"""
+
+import os
+
+import keras
+import numpy as np
+
+from keras_vit.applications.registry import register_model
+from keras_vit.layers import PatchEncoder, TokenPooling, TransformerBlock
+
+# Table 1 of the ViT paper (Ti and S from DeiT / timm): width D, depth L,
+# heads h and MLP size.
+VIT_CONFIGS = {
+    "tiny": {"hidden_dim": 192, "depth": 12, "num_heads": 3, "mlp_dim": 768},
+    "small": {"hidden_dim": 384, "depth": 12, "num_heads": 6, "mlp_dim": 1536},
+    "base": {"hidden_dim": 768, "depth": 12, "num_heads": 12, "mlp_dim": 3072},
+    "large": {"hidden_dim": 1024, "depth": 24, "num_heads": 16, "mlp_dim": 4096},
+    "huge": {"hidden_dim": 1280, "depth": 32, "num_heads": 16, "mlp_dim": 5120},
+}
+
+_POOLINGS = ("token", "avg", "max", None)
+
+
+def _check_weights(weights):
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"`weights` must be None or a file path. Received: weights={weights!r}")
+    if not os.path.exists(weights):
+        raise FileNotFoundError(f"`weights` file not found. Received: weights={str(weights)!r}")
+
+
+def load_weights_file(model, weights):
+    """Loads a `.weights.h5`/`.keras` file into `model`."""
+    path = os.fspath(weights)
+    if path.endswith(".weights.h5") or path.endswith(".keras"):
+        model.load_weights(path)
+        return model
+    raise ValueError(
+        "`weights` must be a Keras `.weights.h5` or `.keras` file. "
+        f"Received: weights={path!r}"
+    )
+
+
+def VisionTransformer(
+    patch_size=16,
+    hidden_dim=768,
+    depth=12,
+    num_heads=12,
+    mlp_dim=3072,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling="token",
+    classes=1000,
+    classifier_activation="softmax",
+    dropout=0.0,
+    attention_dropout=0.0,
+    drop_path_rate=0.0,
+    qkv_bias=True,
+    layer_scale_init=None,
+    class_token=True,
+    distillation=False,
+    num_register_tokens=0,
+    position_embedding="learned",
+    layer_norm_epsilon=1e-6,
+    name="vision_transformer",
+):
+    """Builds a Vision Transformer (ViT).
+
+    The model computes Eq. (1)-(4) of Dosovitskiy et al. (2020): patch
+    embedding plus position embedding (`PatchEncoder`), L pre-norm encoder
+    blocks (`TransformerBlock`), a final LayerNorm, pooling (class token, or
+    the mean/max of the patch tokens followed by LayerNorm, as timm does for
+    global pooling) and a linear head. With `distillation=True` it is DeiT's
+    distilled model (Touvron et al. 2021): a distillation token with its own
+    head; at inference the two heads' outputs are averaged.
+
+    Args:
+        patch_size: int, patch side P; must divide the image size.
+        hidden_dim: int, width D.
+        depth: int, number of encoder blocks L.
+        num_heads: int, attention heads; must divide `hidden_dim`.
+        mlp_dim: int, inner width of each MLP.
+        include_top: bool, whether to include the classification head.
+        weights: None (random initialisation) or the path of a Keras weights
+            file (`.weights.h5` / `.keras`) for this architecture.
+        input_tensor: optional Keras tensor to use as the image input.
+        input_shape: `(H, W, C)`; defaults to `(224, 224, 3)`.
+        pooling: "token" (class token), "avg", "max", or None (return all
+            tokens, only with `include_top=False`).
+        classes: int, number of classes of the head.
+        classifier_activation: activation of the head ("softmax", None for
+            logits).
+        dropout: float, dropout after the patch embedding, in attention
+            projections and MLPs.
+        attention_dropout: float, dropout on attention scores.
+        drop_path_rate: float, stochastic depth, rising linearly over blocks
+            to this rate.
+        qkv_bias: bool.
+        layer_scale_init: float or None (LayerScale off).
+        class_token: bool.
+        distillation: bool, DeiT distillation token and head.
+        num_register_tokens: int, register tokens.
+        position_embedding: "learned", "sincos" or "none".
+        layer_norm_epsilon: float.
+        name: model name.
+
+    Returns:
+        An uncompiled `keras.Model`.
+    """
+    if pooling not in _POOLINGS:
+        raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
+    if include_top and pooling is None:
+        raise ValueError("`include_top=True` needs a `pooling` mode. Received: pooling=None")
+    if pooling == "token" and not class_token:
+        raise ValueError("pooling='token' needs `class_token=True`. Received: class_token=False")
+    if distillation and (not class_token or pooling != "token"):
+        raise ValueError(
+            "`distillation=True` needs the class token and pooling='token'. "
+            f"Received: class_token={class_token}, pooling={pooling!r}"
+        )
+    for arg, value in (("hidden_dim", hidden_dim), ("depth", depth), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
+    if hidden_dim % num_heads:
+        raise ValueError(
+            "`hidden_dim` must be divisible by `num_heads`. "
+            f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+        )
+    if include_top and (not isinstance(classes, (int, np.integer)) or classes < 1):
+        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
+    _check_weights(weights)
+
+    if input_tensor is not None:
+        inputs = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
+        if input_shape is None:
+            input_shape = tuple(inputs.shape[1:])
+    else:
+        input_shape = tuple(input_shape) if input_shape is not None else (224, 224, 3)
+        if len(input_shape) != 3:
+            raise ValueError(
+                f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
+            )
+        inputs = keras.Input(shape=input_shape, name="images")
+    patch = patch_size if isinstance(patch_size, int) else tuple(patch_size)
+    for axis, extent, p in zip(("height", "width"), input_shape[:2], (patch, patch) if isinstance(patch, int) else patch):
+        if extent is not None and extent % p:
+            raise ValueError(
+                f"`patch_size` must divide the image {axis}. Received: patch_size={patch_size}, "
+                f"input_shape={tuple(input_shape)}"
+            )
+
+    encoder = PatchEncoder(
+        patch_size,
+        hidden_dim,
+        class_token=class_token,
+        distillation_token=distillation,
+        num_register_tokens=num_register_tokens,
+        position_embedding=position_embedding,
+        name="patch_embed",
+    )
+    x = encoder(inputs)
+    x = keras.layers.Dropout(dropout, name="pos_drop")(x)
+    rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
+    for i in range(depth):
+        x = TransformerBlock(
+            num_heads,
+            mlp_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            drop_path=float(rates[i]),
+            layer_scale_init=layer_scale_init,
+            qkv_bias=qkv_bias,
+            layer_norm_epsilon=layer_norm_epsilon,
+            name=f"block_{i}",
+        )(x)
+    num_prefix = encoder.num_prefix_tokens
+    if pooling in (None, "token"):
+        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")(x)
+    if pooling is not None:
+        if distillation:
+            x_dist = TokenPooling("token", num_prefix, token_index=1, name="pool_dist")(x)
+        x = TokenPooling(pooling, num_prefix, name="pool")(x)
+        if pooling != "token":
+            x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="fc_norm")(x)
+    if include_top:
+        x = keras.layers.Dense(classes, name="head")(x)
+        if distillation:
+            x_dist = keras.layers.Dense(classes, name="head_dist")(x_dist)
+            x = keras.layers.Average(name="head_average")([x, x_dist])
+        if classifier_activation is not None:
+            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+    source = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor) or inputs
+    model = keras.Model(source, x, name=name)
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model
+
+
+def _variant(func_name, size, patch_size, image_size, description):
+    def build(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling="token",
+        classes=1000,
+        classifier_activation="softmax",
+        name=func_name.lower(),
+        **kwargs,
+    ):
+        config = {**VIT_CONFIGS[size], "patch_size": patch_size, **kwargs}
+        return VisionTransformer(
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape or (image_size, image_size, 3),
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            **config,
+        )
+
+    build.__name__ = build.__qualname__ = func_name
+    build.__doc__ = f"""{description}
+
+    See `VisionTransformer` for the arguments; other keyword arguments
+    (`dropout`, `drop_path_rate`, ...) override the configuration.
+    """
+    return build
+
+
+ViTTiny16 = _variant("ViTTiny16", "tiny", 16, 224, "ViT-Ti/16 (DeiT-Ti): D=192, L=12, h=3, MLP 768.")
+ViTSmall16 = _variant("ViTSmall16", "small", 16, 224, "ViT-S/16 (DeiT-S): D=384, L=12, h=6, MLP 1536.")
+ViTSmall32 = _variant("ViTSmall32", "small", 32, 224, "ViT-S/32: D=384, L=12, h=6, MLP 1536.")
+ViTBase8 = _variant("ViTBase8", "base", 8, 224, "ViT-B/8: D=768, L=12, h=12, MLP 3072.")
+ViTBase16 = _variant("ViTBase16", "base", 16, 224, "ViT-B/16: D=768, L=12, h=12, MLP 3072 (86.6M parameters).")
+ViTBase32 = _variant("ViTBase32", "base", 32, 224, "ViT-B/32: D=768, L=12, h=12, MLP 3072.")
+ViTLarge16 = _variant("ViTLarge16", "large", 16, 224, "ViT-L/16: D=1024, L=24, h=16, MLP 4096.")
+ViTLarge32 = _variant("ViTLarge32", "large", 32, 224, "ViT-L/32: D=1024, L=24, h=16, MLP 4096.")
+ViTHuge14 = _variant("ViTHuge14", "huge", 14, 224, "ViT-H/14: D=1280, L=32, h=16, MLP 5120.")
+
+# Small-data variants for 32×32 images (CIFAR): patch 4 or 8, depth 8 or 12,
+# the configurations the course material compares. Width 192, 3 heads of 64,
+# MLP ratio 2.
+SMALL_DATA_CONFIG = {"hidden_dim": 192, "num_heads": 3, "mlp_dim": 384}
+
+
+def _register_all():
+    sizes = {"tiny": [(16, 224), (16, 384)],
+             "small": [(16, 224), (32, 224), (8, 224), (16, 384), (32, 384)],
+             "base": [(8, 224), (16, 224), (32, 224), (16, 384), (32, 384)],
+             "large": [(16, 224), (32, 224), (16, 384), (32, 384)],
+             "huge": [(14, 224)]}
+    for size, entries in sizes.items():
+        for patch, image in entries:
+            register_model(
+                f"vit_{size}_patch{patch}_{image}",
+                VisionTransformer,
+                **VIT_CONFIGS[size],
+                patch_size=patch,
+                input_shape=(image, image, 3),
+            )
+    # DeiT (Touvron et al. 2021): the ViT architecture; distilled ones add a token.
+    for size in ("tiny", "small", "base"):
+        register_model(f"deit_{size}_patch16_224", VisionTransformer, **VIT_CONFIGS[size],
+                       patch_size=16, input_shape=(224, 224, 3))
+        register_model(f"deit_{size}_distilled_patch16_224", VisionTransformer, **VIT_CONFIGS[size],
+                       patch_size=16, input_shape=(224, 224, 3), distillation=True)
+    for patch in (4, 8):
+        for depth in (8, 12):
+            register_model(
+                f"vit_cifar_patch{patch}_depth{depth}_32",
+                VisionTransformer,
+                **SMALL_DATA_CONFIG,
+                depth=depth,
+                patch_size=patch,
+                input_shape=(32, 32, 3),
+                classes=10,
+            )
+
+
+_register_all()

@@ -1,0 +1,28 @@
+"""Reusable Transformer and Vision Transformer layers, written with `keras.ops` only."""
+
+from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.layer_scale import LayerScale
+from keras_vit.layers.mlp import MLP
+from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
+from keras_vit.layers.patch_encoder import PatchEncoder, resample_position_embedding
+from keras_vit.layers.positional_encoding import (
+    PositionalEncoding,
+    sinusoidal_encoding,
+    sinusoidal_encoding_2d,
+)
+from keras_vit.layers.token_pooling import TokenPooling
+from keras_vit.layers.transformer_block import TransformerBlock
+
+__all__ = [
+    "DropPath",
+    "LayerScale",
+    "MLP",
+    "MultiHeadSelfAttention",
+    "PatchEncoder",
+    "PositionalEncoding",
+    "TokenPooling",
+    "TransformerBlock",
+    "resample_position_embedding",
+    "sinusoidal_encoding",
+    "sinusoidal_encoding_2d",
+]

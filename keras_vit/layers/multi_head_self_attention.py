@@ -1,0 +1,247 @@
+"""Multi-head (self- or cross-) attention, Vaswani et al. 2017, Sec. 3.2."""
+
+import keras
+from keras import ops
+
+
+@keras.saving.register_keras_serializable(package="keras_vit")
+class MultiHeadSelfAttention(keras.layers.Layer):
+    """Multi-head scaled dot-product attention.
+
+    Implements Eq. (1) and the multi-head form of Sec. 3.2.2 of Vaswani et
+    al., "Attention Is All You Need" (2017):
+
+        Attention(Q, K, V) = softmax(Q Kᵀ / √d_k) V
+        MultiHead(X) = Concat(head_1, ..., head_h) W^O,
+        head_i = Attention(X W_i^Q, X W_i^K, X W_i^V)
+
+    which is also the MSA of Eq. (2)-(3) in Dosovitskiy et al. (2020).
+    Self-attention projects Q, K and V from one fused `qkv` matrix (the
+    layout of timm and the original ViT); cross-attention
+    (`cross_attention=True`) projects Q from the input and K, V from the
+    `context` sequence (the encoder-decoder attention of the Transformer
+    decoder).
+
+    By default the fused `keras.ops.dot_product_attention` kernel runs. When
+    `return_attention_scores=True` is passed at call time, the explicit path
+    computes and returns the softmax scores too, for that call only.
+
+    Args:
+        num_heads: int, number of attention heads h.
+        head_dim: int or None, width d_k of each head. Defaults to
+            `hidden_dim // num_heads`, where `hidden_dim` is the input width.
+        output_dim: int or None, width of the output projection W^O.
+            Defaults to the input width.
+        qkv_bias: bool, whether the Q, K, V projections have a bias.
+        attention_dropout: float, dropout rate on the attention scores.
+        proj_dropout: float, dropout rate after the output projection.
+        cross_attention: bool, whether keys and values come from `context`.
+        kernel_initializer: initializer of the projection kernels.
+
+    Call arguments:
+        inputs: tensor `(B, T, hidden_dim)`, the query sequence.
+        context: tensor `(B, S, context_dim)`, keys/values for
+            cross-attention. Required iff `cross_attention=True`.
+        attention_mask: boolean tensor, True where attention is allowed:
+            `(B, S)` (a key padding mask), `(B, T, S)` or `(B, 1|h, T, S)`.
+        attention_bias: float tensor broadcastable to `(B, h, T, S)` added to
+            the logits (e.g. Swin's relative position bias).
+        use_causal_mask: bool, whether token t may only attend to tokens ≤ t.
+        return_attention_scores: bool, whether to also return the scores
+            `(B, h, T, S)`.
+        training: bool, dropout switch.
+
+    Returns:
+        `(B, T, output_dim)`, or `(outputs, scores)` when
+        `return_attention_scores=True`.
+    """
+
+    def __init__(
+        self,
+        num_heads,
+        head_dim=None,
+        output_dim=None,
+        qkv_bias=True,
+        attention_dropout=0.0,
+        proj_dropout=0.0,
+        cross_attention=False,
+        kernel_initializer="glorot_uniform",
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        if not isinstance(num_heads, int) or num_heads < 1:
+            raise ValueError(
+                f"`num_heads` must be a positive integer. Received: num_heads={num_heads}"
+            )
+        if head_dim is not None and (not isinstance(head_dim, int) or head_dim < 1):
+            raise ValueError(
+                f"`head_dim` must be a positive integer or None. Received: head_dim={head_dim}"
+            )
+        for arg, rate in (("attention_dropout", attention_dropout), ("proj_dropout", proj_dropout)):
+            if not 0.0 <= rate < 1.0:
+                raise ValueError(f"`{arg}` must be in [0, 1). Received: {arg}={rate}")
+        self.num_heads = num_heads
+        self.head_dim = head_dim
+        self.output_dim = output_dim
+        self.qkv_bias = qkv_bias
+        self.attention_dropout = attention_dropout
+        self.proj_dropout = proj_dropout
+        self.cross_attention = cross_attention
+        self.kernel_initializer = keras.initializers.get(kernel_initializer)
+        self.supports_masking = False
+
+    def build(self, input_shape, context_shape=None):
+        hidden_dim = input_shape[-1]
+        if hidden_dim is None:
+            raise ValueError(
+                f"The last axis of the input must be known. Received: input_shape={input_shape}"
+            )
+        if self.head_dim is None and hidden_dim % self.num_heads != 0:
+            raise ValueError(
+                "The hidden size must be divisible by `num_heads` when `head_dim` "
+                f"is not given. Received: hidden_dim={hidden_dim}, num_heads={self.num_heads}"
+            )
+        self._head_dim = self.head_dim or hidden_dim // self.num_heads
+        self._output_dim = self.output_dim or hidden_dim
+        inner = self.num_heads * self._head_dim
+        kw = dict(kernel_initializer=self.kernel_initializer, dtype=self.dtype_policy)
+        if self.cross_attention:
+            context_dim = hidden_dim if context_shape is None else context_shape[-1]
+            self.query = keras.layers.Dense(inner, use_bias=self.qkv_bias, name="query", **kw)
+            self.query.build(input_shape)
+            self.key_value = keras.layers.Dense(
+                2 * inner, use_bias=self.qkv_bias, name="key_value", **kw
+            )
+            self.key_value.build((None, None, context_dim))
+        else:
+            self.qkv = keras.layers.Dense(3 * inner, use_bias=self.qkv_bias, name="qkv", **kw)
+            self.qkv.build(input_shape)
+        self.proj = keras.layers.Dense(self._output_dim, name="proj", **kw)
+        self.proj.build((None, None, inner))
+        self.attn_drop = keras.layers.Dropout(self.attention_dropout, name="attn_drop")
+        self.proj_drop = keras.layers.Dropout(self.proj_dropout, name="proj_drop")
+        self.built = True
+
+    def _split_heads(self, x, parts):
+        # (B, T, parts * h * d) -> `parts` tensors of shape (B, T, h, d).
+        shape = ops.shape(x)
+        x = ops.reshape(x, (shape[0], shape[1], parts, self.num_heads, self._head_dim))
+        return [x[:, :, i] for i in range(parts)]
+
+    def project_qkv(self, inputs, context=None):
+        """Returns Q, K, V, each `(B, T|S, h, d_k)`."""
+        if self.cross_attention:
+            if context is None:
+                raise ValueError(
+                    "`context` is required when `cross_attention=True`. Received: context=None"
+                )
+            (q,) = self._split_heads(self.query(inputs), 1)
+            k, v = self._split_heads(self.key_value(context), 2)
+        else:
+            if context is not None:
+                raise ValueError(
+                    "`context` is only used when `cross_attention=True`; this layer "
+                    "was built for self-attention. Received a `context` tensor."
+                )
+            q, k, v = self._split_heads(self.qkv(inputs), 3)
+        return q, k, v
+
+    @staticmethod
+    def _expand_mask(mask):
+        if mask is None:
+            return None
+        mask = ops.cast(mask, "bool")
+        rank = len(mask.shape)
+        if rank == 2:  # (B, S) key padding mask.
+            return mask[:, None, None, :]
+        if rank == 3:  # (B, T, S).
+            return mask[:, None, :, :]
+        if rank == 4:
+            return mask
+        raise ValueError(
+            f"`attention_mask` must have rank 2, 3 or 4. Received a mask of shape {mask.shape}"
+        )
+
+    def attend(
+        self,
+        q,
+        k,
+        v,
+        attention_mask=None,
+        attention_bias=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        """softmax(Q Kᵀ/√d_k + bias, masked) V on `(B, T, h, d)` tensors."""
+        scale = 1.0 / float(self._head_dim) ** 0.5
+        mask = self._expand_mask(attention_mask)
+        if use_causal_mask:
+            t, s = ops.shape(q)[1], ops.shape(k)[1]
+            causal = ops.greater_equal(
+                ops.arange(t)[:, None] + (s - t), ops.arange(s)[None, :]
+            )[None, None]
+            mask = causal if mask is None else ops.logical_and(mask, causal)
+        use_dropout = training and self.attention_dropout > 0
+        if not return_attention_scores and not use_dropout:
+            out = ops.dot_product_attention(
+                q, k, v, bias=attention_bias, mask=mask, scale=scale
+            )
+            return out, None
+        logits = ops.einsum("bthd,bshd->bhts", q, k) * ops.cast(scale, q.dtype)
+        if attention_bias is not None:
+            logits = logits + ops.cast(attention_bias, logits.dtype)
+        if mask is not None:
+            # A large finite negative keeps fully masked rows NaN-free.
+            logits = ops.where(mask, logits, ops.cast(-1e9, logits.dtype))
+        scores = ops.softmax(ops.cast(logits, "float32"), axis=-1)
+        scores = ops.cast(scores, q.dtype)
+        out = ops.einsum("bhts,bshd->bthd", self.attn_drop(scores, training=training), v)
+        return out, scores
+
+    def call(
+        self,
+        inputs,
+        context=None,
+        attention_mask=None,
+        attention_bias=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        q, k, v = self.project_qkv(inputs, context)
+        out, scores = self.attend(
+            q,
+            k,
+            v,
+            attention_mask=attention_mask,
+            attention_bias=attention_bias,
+            use_causal_mask=use_causal_mask,
+            return_attention_scores=return_attention_scores,
+            training=training,
+        )
+        shape = ops.shape(out)
+        out = ops.reshape(out, (shape[0], shape[1], self.num_heads * self._head_dim))
+        out = self.proj_drop(self.proj(out), training=training)
+        if return_attention_scores:
+            return out, scores
+        return out
+
+    def compute_output_shape(self, input_shape, context_shape=None):
+        return (*input_shape[:-1], self.output_dim or input_shape[-1])
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(
+            {
+                "num_heads": self.num_heads,
+                "head_dim": self.head_dim,
+                "output_dim": self.output_dim,
+                "qkv_bias": self.qkv_bias,
+                "attention_dropout": self.attention_dropout,
+                "proj_dropout": self.proj_dropout,
+                "cross_attention": self.cross_attention,
+                "kernel_initializer": keras.initializers.serialize(self.kernel_initializer),
+            }
+        )
+        return config

@@ -1,0 +1,1 @@
+"""KerasTuner hypermodels and the search runner."""
