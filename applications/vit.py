@@ -69,6 +69,7 @@ def VisionTransformer(
     num_register_tokens=0,
     position_embedding="learned",
     layer_norm_epsilon=1e-6,
+    stem=None,
     name="vision_transformer",
 ):
     """Builds a Vision Transformer (ViT).
@@ -109,6 +110,11 @@ def VisionTransformer(
         num_register_tokens: int, register tokens.
         position_embedding: "learned", "sincos" or "none".
         layer_norm_epsilon: float.
+        stem: optional Keras layer or model applied to the images before the
+            patch embedding; its feature map is patchified instead of the
+            image (the ViT paper's hybrid architecture, Sec. 3.1: "the input
+            sequence can be formed from feature maps of a CNN"). With a stem,
+            `patch_size` counts feature-map cells (1 for 1×1 patches).
         name: model name.
 
     Returns:
@@ -148,12 +154,14 @@ def VisionTransformer(
                 f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
             )
         inputs = keras.Input(shape=input_shape, name="images")
+    features = inputs if stem is None else stem(inputs)
+    grid_shape = tuple(features.shape[1:3])
     patch = patch_size if isinstance(patch_size, int) else tuple(patch_size)
-    for axis, extent, p in zip(("height", "width"), input_shape[:2], (patch, patch) if isinstance(patch, int) else patch):
+    for axis, extent, p in zip(("height", "width"), grid_shape, (patch, patch) if isinstance(patch, int) else patch):
         if extent is not None and extent % p:
             raise ValueError(
                 f"`patch_size` must divide the image {axis}. Received: patch_size={patch_size}, "
-                f"input_shape={tuple(input_shape)}"
+                f"input_shape={tuple(input_shape)}" + ("" if stem is None else f", stem output={tuple(features.shape[1:])}")
             )
 
     encoder = PatchEncoder(
@@ -165,7 +173,7 @@ def VisionTransformer(
         position_embedding=position_embedding,
         name="patch_embed",
     )
-    x = encoder(inputs)
+    x = encoder(features)
     x = keras.layers.Dropout(dropout, name="pos_drop")(x)
     rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
     for i in range(depth):
