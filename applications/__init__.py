@@ -32,3 +32,11 @@ __all__ = [
     "model_config",
     "register_model",
 ]
+from keras_vit.applications.vit_hybrid import (  # noqa: E402
+    HYBRID_STEM_CONFIGS,
+    ViTBaseR50S16,
+    VisionTransformerHybrid,
+    resnetv2_stem,
+)
+
+__all__ += ["HYBRID_STEM_CONFIGS", "ViTBaseR50S16", "VisionTransformerHybrid", "resnetv2_stem"]

@@ -10,6 +10,7 @@ from keras_vit.layers.positional_encoding import (
     sinusoidal_encoding,
     sinusoidal_encoding_2d,
 )
+from keras_vit.layers.std_conv2d import StdConv2D
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_block import TransformerBlock
 
@@ -20,6 +21,7 @@ __all__ = [
     "MultiHeadSelfAttention",
     "PatchEncoder",
     "PositionalEncoding",
+    "StdConv2D",
     "TokenPooling",
     "TransformerBlock",
     "resample_position_embedding",
