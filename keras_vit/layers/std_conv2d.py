@@ -38,7 +38,8 @@ class StdConv2D(keras.layers.Conv2D):
 
     def standardized_kernel(self):
         """The kernel Ŵ actually applied, `(kh, kw, C_in, filters)`."""
-        kernel = ops.cast(self.kernel, "float32")
+        # At least float32: half-precision statistics would be too coarse.
+        kernel = self.kernel if self.kernel.dtype == "float64" else ops.cast(self.kernel, "float32")
         mean = ops.mean(kernel, axis=(0, 1, 2), keepdims=True)
         var = ops.mean(ops.square(kernel - mean), axis=(0, 1, 2), keepdims=True)
         return (kernel - mean) / ops.sqrt(var + self.epsilon)
