@@ -53,7 +53,7 @@ def outputs_of(model, x, pooling):
     pre_layer = "pool" if pooling == "token" else "fc_norm"
     probe = keras.Model(model.inputs, [model.get_layer(feats_layer).output, model.get_layer(pre_layer).output,
                                        model.output])
-    return [np.asarray(o) for o in probe(x, training=False)]
+    return [keras.ops.convert_to_numpy(o) for o in probe(x, training=False)]
 
 
 def assert_close(actual, expected, what):
@@ -132,7 +132,7 @@ def test_hf_vit_model_parity_without_head(tmp_path):
     tiny = {k: v for k, v in TINY.items() if k not in ("classes", "classifier_activation")}
     model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), layer_norm_epsilon=1e-12, include_top=False,
                               pooling=None, weights=path, **tiny)
-    assert_close(np.asarray(model(ref["inputs"], training=False)), ref["features"], "features")
+    assert_close(keras.ops.convert_to_numpy(model(ref["inputs"], training=False)), ref["features"], "features")
 
 
 def test_hf_deit_with_teacher_parity(tmp_path):
@@ -189,10 +189,10 @@ def test_fine_tune_new_head_at_new_resolution(tmp_path):
     path = write_safetensors(weights, tmp_path / "model.safetensors")
     tiny = {k: v for k, v in TINY.items() if k not in ("classes", "classifier_activation")}
     model = VisionTransformer(patch_size=8, input_shape=(48, 48, 3), classes=3, weights=path, **tiny)
-    pos = model.get_layer("patch_embed").pos_embed.numpy()
+    pos = keras.ops.convert_to_numpy(model.get_layer("patch_embed").pos_embed)
     expected = convert.resample_abs_pos_embed(weights["pos_embed"], (6, 6))
     np.testing.assert_allclose(pos, expected, atol=1e-6)
-    np.testing.assert_array_equal(model.get_layer("block_0").norm1.gamma.numpy(), weights["blocks.0.norm1.weight"])
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("block_0").norm1.gamma), weights["blocks.0.norm1.weight"])
     assert model.get_layer("head").kernel.shape == (32, 3)
     model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
                   run_eagerly=True)  # a tiny fit: tracing would cost more than it saves
@@ -202,7 +202,7 @@ def test_fine_tune_new_head_at_new_resolution(tmp_path):
     assert history.history["loss"][-1] < history.history["loss"][0]
 
     features = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), include_top=False, weights=path, **tiny)
-    assert_close(np.asarray(features(ref["inputs"], training=False)), ref["pre_logits"], "include_top=False features")
+    assert_close(keras.ops.convert_to_numpy(features(ref["inputs"], training=False)), ref["pre_logits"], "include_top=False features")
 
 
 # ------------------------------------------------------------------ bad input
@@ -322,7 +322,7 @@ def test_cli_convert_writes_keras_weights(tmp_path, capsys):
     assert "classes=10" in capsys.readouterr().out
     model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), **TINY)
     model.load_weights(str(out))
-    assert_close(np.asarray(model(ref["inputs"], training=False)), ref["logits"], "logits after convert + load")
+    assert_close(keras.ops.convert_to_numpy(model(ref["inputs"], training=False)), ref["logits"], "logits after convert + load")
 
     code = cli.main(["convert", src, "--model", "vit_small_patch16_224", "--out", str(tmp_path / "x.weights.h5")])
     assert code == 2
