@@ -26,6 +26,7 @@ TIMM_PARAMS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TIMM_PARAMS))
 def test_parameter_count_equals_timm(name):
     model = get_model(name)
