@@ -23,7 +23,6 @@ def register(subparsers):
     train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
     train.add_argument("--weight-decay", type=float, default=0.05)
     train.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps spent warming up")
-    train.add_argument("--label-smoothing", type=float, default=0.0)
     train.add_argument("--image-size", type=int, default=None, help="resize images to this side")
     train.add_argument("--channels", type=int, choices=(1, 3), default=None)
     train.add_argument("--augment", action="store_true", help="random crop and flip")
@@ -85,7 +84,6 @@ def run_train(args):
         learning_rate=args.lr,
         weight_decay=args.weight_decay,
         warmup_fraction=args.warmup,
-        label_smoothing=args.label_smoothing,
         image_size=args.image_size,
         channels=args.channels,
         augment=args.augment,
@@ -140,8 +138,8 @@ def run_evaluate(args):
             f"Received: --data {args.data!r}"
         )
     metrics = training.evaluate_model(model, dataset)
-    count = {"test": bundle.num_test, "validation": bundle.num_validation, "train": bundle.num_train}[split]
-    report = {"split": split, "examples": count, **metrics}
+    count = metrics["examples"]
+    report = {"split": split, **metrics}
     if args.json:
         print(json.dumps(report))
     else:

@@ -21,6 +21,7 @@ import math
 import os
 
 import keras
+import numpy as np
 
 from keras_vit import data as data_lib
 from keras_vit.utils import save_model_atomic, write_json_atomic
@@ -53,22 +54,13 @@ def learning_rate_schedule(learning_rate, total_steps, warmup_fraction=0.1):
     )
 
 
-def compile_model(model, *, total_steps, learning_rate=1e-3, weight_decay=0.05, warmup_fraction=0.1, label_smoothing=0.0):
+def compile_model(model, *, total_steps, learning_rate=1e-3, weight_decay=0.05, warmup_fraction=0.1):
     """Compiles `model` with AdamW (warmup + cosine schedule), sparse cross-entropy and accuracy.
 
-    Label smoothing needs one-hot targets in Keras, so with `label_smoothing>0`
-    the loss one-hot encodes the integer labels itself.
+    The loss reads logits or probabilities depending on whether the model
+    ends in a softmax.
     """
-    from_logits = not outputs_probabilities(model)
-    if label_smoothing:
-        classes = model.output_shape[-1]
-        base = keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=label_smoothing)
-
-        def loss(y_true, y_pred):
-            y_true = keras.ops.one_hot(keras.ops.reshape(keras.ops.cast(y_true, "int32"), (-1,)), classes)
-            return base(y_true, y_pred)
-    else:
-        loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
     optimizer = keras.optimizers.AdamW(
         learning_rate=learning_rate_schedule(learning_rate, total_steps, warmup_fraction),
         weight_decay=weight_decay,
@@ -86,7 +78,6 @@ def fit_model(
     learning_rate=1e-3,
     weight_decay=0.05,
     warmup_fraction=0.1,
-    label_smoothing=0.0,
     out_dir=None,
     callbacks=(),
     verbose="auto",
@@ -96,7 +87,7 @@ def fit_model(
     Args:
         model: a `keras.Model` whose output has `bundle.num_classes` units.
         bundle: a `keras_vit.data.DataBundle`.
-        epochs, learning_rate, weight_decay, warmup_fraction, label_smoothing:
+        epochs, learning_rate, weight_decay, warmup_fraction:
             the optimisation (see `compile_model`).
         out_dir: None, or a folder for `checkpoints/`, `logs/` (TensorBoard
             and history.csv) and `backup/` (BackupAndRestore: rerunning the
@@ -121,7 +112,6 @@ def fit_model(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         warmup_fraction=warmup_fraction,
-        label_smoothing=label_smoothing,
     )
     all_callbacks = []
     if out_dir is not None:
@@ -161,17 +151,36 @@ def resume_epoch(out_dir):
     if not os.path.isfile(path):
         return 0
     with open(path) as f:
-        return int(json.load(f).get("epoch", -1)) + 1
+        return int(json.load(f).get("epoch", 0))
 
 
 def evaluate_model(model, dataset):
-    """Loss and accuracy of `model` on a `(images, labels)` dataset, as a dict of floats."""
-    model.compile(
-        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model)),
-        metrics=[keras.metrics.SparseCategoricalAccuracy(name="accuracy")],
-    )
-    results = model.evaluate(dataset, verbose=0, return_dict=True)
-    return {"loss": float(results["loss"]), "accuracy": float(results["accuracy"])}
+    """Mean sparse cross-entropy and accuracy of `model` on a `(images, labels)` dataset.
+
+    Computed batch by batch with `predict_on_batch`, so the model's own
+    compilation (optimizer state included) is left as it is.
+
+    Returns:
+        A dict of floats: `loss`, `accuracy`, and `examples` (an int).
+    """
+    probabilities = outputs_probabilities(model)
+    total_loss = 0.0
+    correct = 0
+    count = 0
+    for images, labels in dataset:
+        outputs = np.asarray(model.predict_on_batch(images), "float64")
+        labels = np.asarray(labels).reshape(-1).astype("int64")
+        if probabilities:
+            log_probs = np.log(np.clip(outputs / outputs.sum(-1, keepdims=True), 1e-7, 1.0))
+        else:
+            shifted = outputs - outputs.max(-1, keepdims=True)
+            log_probs = shifted - np.log(np.exp(shifted).sum(-1, keepdims=True))
+        total_loss -= log_probs[np.arange(len(labels)), labels].sum()
+        correct += int((outputs.argmax(-1) == labels).sum())
+        count += len(labels)
+    if not count:
+        raise ValueError("The dataset to evaluate is empty. Received: examples=0")
+    return {"loss": total_loss / count, "accuracy": correct / count, "examples": count}
 
 
 def preprocessing_config(bundle, source=None):
@@ -225,7 +234,6 @@ def train(
     learning_rate=1e-3,
     weight_decay=0.05,
     warmup_fraction=0.1,
-    label_smoothing=0.0,
     image_size=None,
     channels=None,
     augment=False,
@@ -245,8 +253,8 @@ def train(
             is resized to its input size.
         data: a `keras_vit.data.load` source.
         out_dir: output folder (see the module docstring for its contents).
-        epochs, batch_size, learning_rate, weight_decay, warmup_fraction,
-            label_smoothing: optimisation settings.
+        epochs, batch_size, learning_rate, weight_decay, warmup_fraction:
+            optimisation settings.
         image_size, channels, augment, validation_split, seed: passed to
             `keras_vit.data.load`.
         callbacks: extra Keras callbacks.
@@ -287,7 +295,6 @@ def train(
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         warmup_fraction=warmup_fraction,
-        label_smoothing=label_smoothing,
         out_dir=out_dir,
         callbacks=callbacks,
         verbose=verbose,
