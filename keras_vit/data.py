@@ -133,7 +133,7 @@ def load(
         splits, class_names, native_shape = _folder_splits(target, image_size, channels, validation_split, seed)
     else:
         (x, y), (x_test, y_test), class_names = load_arrays(source)
-        native_shape = x.shape[1:]
+        native_shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
         (x, y), (x_val, y_val) = _split_arrays(x, y, validation_split, seed)
         splits = {
             "train": _array_split(x, y),

@@ -114,6 +114,9 @@ def test_npz_pair_folder_grayscale_resize_to_rgb(tmp_path):
     np.testing.assert_array_equal(x_test[..., 0], x_test[..., 2])  # gray copied to R, G, B
     expected = tf.image.resize(x[:6, ..., None].astype("float32") / 255.0, (16, 16), antialias=True).numpy()
     np.testing.assert_allclose(x_test[..., :1], expected, atol=1e-5)
+    native = data.load(str(tmp_path), batch_size=4, validation_split=0.0)
+    assert native.input_shape == (10, 10, 1)
+    assert next(iter(native.test))[0].shape == (4, 10, 10, 1)
     (xa, ya), (xt, yt), names = data.load_arrays(str(tmp_path))
     assert xa.shape == (30, 10, 10) and xt.shape == (6, 10, 10) and names == ["a", "b", "c"]
 
