@@ -9,6 +9,8 @@ from keras_vit.applications import get_model, list_models
 
 # Tiny overrides per family, matched by name prefix (the first match wins).
 TINY_OVERRIDES = [
+    ("vit_base_r50_", dict(stem_layers=(1, 1), stem_width=32, stage_channels=(128, 256), hidden_dim=32, depth=2,
+                           num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=1)),
     ("vit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)),
     ("deit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)),
 ]
