@@ -40,7 +40,7 @@ def test_distillation_head_learns_the_teachers_labels(distillation_type):
     assert (teacher_labels != labels).all()
     student = _student()
     trainer = DistillationTrainer(student, _teacher(), alpha=1.0, distillation_type=distillation_type, temperature=2.0)
-    trainer.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"])
+    trainer.compile(optimizer=keras.optimizers.Adam(3e-3), metrics=["accuracy"], jit_compile=False)
     trainer.fit(x, labels, batch_size=16, epochs=25, verbose=0)
     dist_head = keras.Model(student.inputs, student.get_layer("head_dist").output)
     predicted = np.argmax(keras.ops.convert_to_numpy(dist_head(x)), axis=-1)
