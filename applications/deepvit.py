@@ -147,7 +147,11 @@ def DeepViT(
         x = keras.layers.Dense(classes, name="head")(x)
         if classifier_activation is not None:
             x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    source = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor) or inputs
+    if input_tensor is None:
+        source = inputs
+    else:
+        sources = keras.utils.get_source_inputs(inputs)
+        source = sources[0] if len(sources) == 1 else sources
     model = keras.Model(source, x, name=name)
     if weights is not None:
         load_weights_file(model, weights)

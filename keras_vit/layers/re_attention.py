@@ -63,8 +63,8 @@ class ReAttention(MultiHeadSelfAttention):
         )
         self.layer_norm_epsilon = layer_norm_epsilon
 
-    def build(self, input_shape, context_shape=None):
-        super().build(input_shape, context_shape)
+    def build(self, inputs_shape, context_shape=None):
+        super().build(inputs_shape, context_shape)
         h = self.num_heads
         self.mixing = self.add_weight(shape=(h, h), initializer=self.mixing_initializer, name="mixing")
         if self.normalization == "layer_norm":
