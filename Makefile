@@ -7,7 +7,7 @@ export TF_ENABLE_ONEDNN_OPTS := 0
 # Layer and small-ViT tests that also run on the JAX and PyTorch backends.
 BACKEND_TESTS := tests/test_layers.py tests/test_vit.py
 
-.PHONY: demo test test-tf test-backends bench install clean
+.PHONY: demo test test-tf test-backends bench install clean bench-cifar
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -36,3 +36,8 @@ bench: $(VENV)/.installed
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Small-data table: every registered family trained from scratch on CIFAR-10 with one recipe
+# and a fixed wall-clock budget per model (needs KERAS_VIT_DATA, default ../shared/data).
+bench-cifar: $(VENV)/.installed
+	KERAS_VIT_DATA=$${KERAS_VIT_DATA:-../shared/data} $(BIN)/python benchmarks/cifar_small_data.py $(BENCH_CIFAR_ARGS)

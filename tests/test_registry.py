@@ -11,6 +11,10 @@ from keras_vit.applications import get_model, list_models
 TINY_OVERRIDES = [
     ("vit_base_r50_", dict(stem_layers=(1, 1), stem_width=32, stage_channels=(128, 256), hidden_dim=32, depth=2,
                            num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=1)),
+
+    ("vit_hybrid_", dict(hidden_dim=32, depth=1, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), stage=2)),
+    ("t2t_vit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, token_dim=8, input_shape=(32, 32, 3))),
+    ("deepvit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)),
     ("vit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)),
     ("deit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)),
 ]
