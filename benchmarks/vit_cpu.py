@@ -233,11 +233,11 @@ def _backend_version(backend):
 
 
 def time_forward(forward, inputs, iters):
-    """Seconds taken by `iters` forward passes of one batch."""
-    start = time.perf_counter()
+    """Wall-clock and process CPU seconds taken by `iters` forward passes of one batch."""
+    start, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(iters):
         forward(inputs)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, time.process_time() - start_cpu
 
 
 def _worker_main(args):
@@ -261,8 +261,8 @@ def _worker_main(args):
         request = json.loads(line)
         if request.get("quit"):
             break
-        seconds = time_forward(forward, inputs, request["iters"])
-        out.write(json.dumps({"seconds": seconds}) + "\n")
+        seconds, cpu_seconds = time_forward(forward, inputs, request["iters"])
+        out.write(json.dumps({"seconds": seconds, "cpu_seconds": cpu_seconds}) + "\n")
         out.flush()
     return 0
 
@@ -335,7 +335,8 @@ class SubprocessRunner:
         line = self.proc.stdout.readline()
         if not line:
             raise RuntimeError(f"worker {self.contestant}/{self.backend} died")
-        return json.loads(line)["seconds"]
+        reply = json.loads(line)
+        return reply["seconds"], reply["cpu_seconds"]
 
     def close(self):
         if self.proc.poll() is None:
@@ -362,15 +363,19 @@ def benchmark(runners, repeats=5, iters=2, log=None):
 
     Returns:
         A list with one dict per runner: `contestant`, `backend`, `info`,
-        `error`, `images_per_s` (one value per round).
+        `error`, `images_per_s` (wall clock) and `cpu_s_per_image` (process
+        CPU time, all threads), one value per round.
     """
     live = [r for r in runners if r.error is None]
     results = {id(r): [] for r in runners}
+    cpu = {id(r): [] for r in runners}
     for round_ in range(repeats):
         shift = round_ % max(len(live), 1)
         for runner in live[shift:] + live[:shift]:
-            seconds = runner.run(iters)
-            results[id(runner)].append(iters * runner.config["batch_size"] / seconds)
+            seconds, cpu_seconds = runner.run(iters)
+            images = iters * runner.config["batch_size"]
+            results[id(runner)].append(images / seconds)
+            cpu[id(runner)].append(cpu_seconds / images)
         if log:
             log(f"round {round_ + 1}/{repeats} done, load average {_load()}")
     return [
@@ -380,6 +385,7 @@ def benchmark(runners, repeats=5, iters=2, log=None):
             "info": r.info,
             "error": r.error,
             "images_per_s": results[id(r)],
+            "cpu_s_per_image": cpu[id(r)],
         }
         for r in runners
     ]
@@ -468,8 +474,11 @@ def format_report(results, config, repeats, iters, threads, command, load_before
         "",
         format_table(results),
         "",
-        "| contestant | backend | compile | threads | parameters | versions |",
-        "|---|---|---|---|---|---|",
+        "Per contestant: CPU s/image is the process CPU time (all threads) per image, median over",
+        "the rounds; it depends less on the machine's load than the wall-clock throughput.",
+        "",
+        "| contestant | backend | compile | threads | parameters | CPU s/image | versions |",
+        "|---|---|---|---|---|---|---|",
     ]
     for r in results:
         info = r["info"]
@@ -477,9 +486,10 @@ def format_report(results, config, repeats, iters, threads, command, load_before
         versions = ", ".join(f"{k} {v}" for k, v in info.get("versions", {}).items())
         lines.append(
             f"| {CONTESTANT_LABELS[r['contestant']]} | {r['backend']} | {info.get('compile', '—')} | "
-            f"{threads_desc or '—'} | {info.get('params', '—'):,} | {versions or '—'} |"
+            f"{threads_desc or '—'} | {info.get('params', 0):,} | "
+            f"{statistics.median(r['cpu_s_per_image'] or [float('nan')]):.3f} | {versions or '—'} |"
             if r["error"] is None
-            else f"| {CONTESTANT_LABELS[r['contestant']]} | {r['backend']} | failed: {r['error'][:300]} | | | |"
+            else f"| {CONTESTANT_LABELS[r['contestant']]} | {r['backend']} | failed: {r['error'][:300]} | | | | |"
         )
     lines.append("")
     return "\n".join(lines)

@@ -35,6 +35,7 @@ def test_benchmark_round_robin_and_table_format():
     assert (result["contestant"], result["backend"], result["error"]) == ("ours", backend, None)
     assert len(result["images_per_s"]) == 3
     assert all(v > 0 for v in result["images_per_s"])
+    assert len(result["cpu_s_per_image"]) == 3
     assert result["info"]["compile"] == vit_cpu.COMPILE_MODES[backend]
 
     lines = vit_cpu.format_table(results).splitlines()
@@ -44,11 +45,16 @@ def test_benchmark_round_robin_and_table_format():
     assert len(lines) == 3
     assert re.fullmatch(rf"\| {backend} \| {CELL} \| — \| — \| — \| — \|", lines[2]), lines[2]
 
+    report = vit_cpu.format_report(results, TINY, 3, 2, 1, "python benchmarks/vit_cpu.py", "0", "0")
+    assert "\n".join(lines) in report
+    params = f"{runner.info['params']:,}"
+    assert re.search(rf"\| keras_vit \| {backend} \| .+ \| {params} \| \d+\.\d{{3}} \| keras ", report)
+
 
 def test_ratio_cells_use_round_by_round_values():
     def fake(contestant, backend, values):
         return {"contestant": contestant, "backend": backend, "info": {}, "error": None,
-                "images_per_s": values}
+                "images_per_s": values, "cpu_s_per_image": []}
 
     results = [
         fake("ours", "tensorflow", [8.0, 9.0, 10.0]),
