@@ -35,6 +35,7 @@ test: $(VENV)/.installed-test
 # text/hub dependencies: importing it needs only regex and tokenizers); timm in its own
 # environment, since it needs another torch.
 TIMM_VENV := benchmarks/.venv-timm
+BENCH_ARGS ?=
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(BIN)/python -m pip install jax "torch==2.13.0"
@@ -49,7 +50,7 @@ $(TIMM_VENV)/.installed:
 	touch $@
 
 bench: $(VENV)/.installed-bench $(TIMM_VENV)/.installed
-	$(BIN)/python benchmarks/run_all.py --timm-python $(TIMM_VENV)/bin/python
+	$(BIN)/python benchmarks/run_all.py --timm-python $(TIMM_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,7 +14,7 @@ RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--output" not in argv:
-        argv += ["--output", os.path.join(RESULTS, "vit_b16_cpu.md")]
+        argv += ["--output", os.path.relpath(os.path.join(RESULTS, "vit_b16_cpu.md"))]
     return vit_cpu.main(argv)
 
 
