@@ -14,6 +14,13 @@ from keras_vit.applications.vit import (
     ViTTiny16,
     VisionTransformer,
 )
+from keras_vit.applications.transformer import (
+    TRANSFORMER_CONFIGS,
+    Seq2SeqTransformer,
+    Transformer,
+    TransformerBase,
+    TransformerBig,
+)
 
 __all__ = [
     "VIT_CONFIGS",
@@ -31,4 +38,9 @@ __all__ = [
     "list_models",
     "model_config",
     "register_model",
+    "TRANSFORMER_CONFIGS",
+    "Seq2SeqTransformer",
+    "Transformer",
+    "TransformerBase",
+    "TransformerBig",
 ]

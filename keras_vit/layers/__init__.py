@@ -12,6 +12,8 @@ from keras_vit.layers.positional_encoding import (
 )
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_block import TransformerBlock
+from keras_vit.layers.token_embedding import TokenEmbedding
+from keras_vit.layers.transformer_decoder_block import TransformerDecoderBlock
 
 __all__ = [
     "DropPath",
@@ -22,6 +24,8 @@ __all__ = [
     "PositionalEncoding",
     "TokenPooling",
     "TransformerBlock",
+    "TokenEmbedding",
+    "TransformerDecoderBlock",
     "resample_position_embedding",
     "sinusoidal_encoding",
     "sinusoidal_encoding_2d",
