@@ -165,6 +165,7 @@ class TokenBatches(keras.utils.PyDataset):
             batches,
             output_signature=({"encoder_inputs": spec, "decoder_inputs": spec}, spec),
         )
+        ds = ds.apply(tf.data.experimental.assert_cardinality(len(self)))
         return ds.prefetch(2)
 
 
@@ -409,6 +410,6 @@ def train_translator(
     callbacks = [_TimeLimit(time_limit, start)]
     if checkpoint:
         callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=False))
-    history = model.fit(train.for_fit(), validation_data=val and val.for_fit(), epochs=epochs, callbacks=callbacks,
-                        verbose=verbose)
+    history = model.fit(train.for_fit(), validation_data=val and val.for_fit(), epochs=epochs,
+                        callbacks=callbacks, verbose=verbose, shuffle=False)
     return model, history
