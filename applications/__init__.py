@@ -30,6 +30,14 @@ from keras_vit.applications.t2t_vit import (  # noqa: E402
 from keras_vit.applications.deepvit import DEEPVIT_CONFIGS, DeepViT, DeepViT16B, DeepViT24B, DeepViT32B  # noqa: E402
 from keras_vit.applications.cnn_hybrid import CNN_BACKBONES, CNNHybridViT, cnn_stem  # noqa: E402
 
+from keras_vit.applications.transformer import (
+    TRANSFORMER_CONFIGS,
+    Seq2SeqTransformer,
+    Transformer,
+    TransformerBase,
+    TransformerBig,
+)
+
 __all__ = [
     "VIT_CONFIGS",
     "ViTBase8",
@@ -65,6 +73,12 @@ __all__ = [
     "CNN_BACKBONES",
     "CNNHybridViT",
     "cnn_stem",
+
+    "TRANSFORMER_CONFIGS",
+    "Seq2SeqTransformer",
+    "Transformer",
+    "TransformerBase",
+    "TransformerBig",
 ]
 from keras_vit.applications.vit_hybrid import (  # noqa: E402
     HYBRID_STEM_CONFIGS,
