@@ -50,14 +50,45 @@ def is_checkpoint_path(path):
     return os.fspath(path).lower().endswith(CHECKPOINT_EXTENSIONS)
 
 
+def _read_bfloat16_safetensors(path):
+    # NumPy has no bfloat16: take the 16 high bits of a float32 for BF16
+    # tensors. The format: an 8-byte little-endian header length, a JSON header
+    # {name: {dtype, shape, data_offsets}}, then the raw bytes.
+    import json
+
+    with open(path, "rb") as f:
+        length = int(np.frombuffer(f.read(8), "<u8")[0])
+        header = json.loads(f.read(length))
+        data = f.read()
+    out = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        start, end = info["data_offsets"]
+        raw = data[start:end]
+        if info["dtype"] == "BF16":
+            array = (np.frombuffer(raw, "<u2").astype(np.uint32) << 16).view(np.float32)
+        else:
+            dtype = {"F32": "<f4", "F16": "<f2", "F64": "<f8", "I64": "<i8", "I32": "<i4"}[info["dtype"]]
+            array = np.frombuffer(raw, dtype).astype(np.float32 if info["dtype"] == "F16" else dtype)
+        out[name] = array.reshape(info["shape"])
+    return out
+
+
 def read_safetensors(path):
-    """`{name: np.ndarray}` of a `.safetensors` file (no PyTorch needed)."""
+    """`{name: np.ndarray}` of a `.safetensors` file (no PyTorch needed); bfloat16 becomes float32."""
     from safetensors import SafetensorError
     from safetensors.numpy import load_file
 
     try:
-        return dict(load_file(os.fspath(path)))
-    except (SafetensorError, OSError, ValueError, TypeError) as error:
+        arrays = load_file(os.fspath(path))
+        # Half precision (bfloat16 where ml_dtypes is installed) is widened for the arithmetic here.
+        return {k: v.astype(np.float32) if v.dtype.name in ("bfloat16", "float16") else v for k, v in arrays.items()}
+    except TypeError as error:
+        if "bfloat16" not in str(error):
+            raise CheckpointError(f"Not a readable safetensors checkpoint: {os.fspath(path)!r} ({error})") from error
+        return _read_bfloat16_safetensors(os.fspath(path))
+    except (SafetensorError, OSError, ValueError) as error:
         raise CheckpointError(
             f"Not a readable safetensors checkpoint (truncated or another format): {os.fspath(path)!r} ({error})"
         ) from error

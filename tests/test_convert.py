@@ -268,6 +268,25 @@ def test_truncated_and_foreign_files_are_clear_errors(tmp_path):
         convert.convert_state_dict(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), {"w": np.ones(2)})
 
 
+def test_bfloat16_safetensors_read_as_float32(tmp_path):
+    # A file written byte by byte: header length, JSON header, then a BF16 and an F32 tensor.
+    values = np.array([[1.0, -2.5], [0.15625, 3.0e5]], np.float32)
+    bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
+    f32 = np.arange(3, dtype="<f4").tobytes()
+    header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]},
+                         "b": {"dtype": "F32", "shape": [3], "data_offsets": [8, 20]}}).encode()
+    path = tmp_path / "bf16.safetensors"
+    path.write_bytes(np.array([len(header)], "<u8").tobytes() + header + bf16 + f32)
+    arrays = convert.read_checkpoint(path)
+    assert arrays["w"].dtype == np.float32
+    np.testing.assert_array_equal(arrays["w"], [[1.0, -2.5], [0.15625, 299008.0]])  # 3e5 rounded to bf16
+    np.testing.assert_array_equal(arrays["b"], [0.0, 1.0, 2.0])
+    # The reader used where NumPy has no bfloat16 type registered (no ml_dtypes imported).
+    fallback = convert._read_bfloat16_safetensors(str(path))
+    np.testing.assert_array_equal(fallback["w"], arrays["w"])
+    np.testing.assert_array_equal(fallback["b"], arrays["b"])
+
+
 def test_truncated_pth_is_a_clear_error(tmp_path):
     weights, _ = fixture("timm_vit_token")
     path = write_pth(weights, tmp_path / "model.pth")
