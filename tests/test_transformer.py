@@ -264,7 +264,6 @@ def test_saved_translator_is_one_artefact(tmp_path):
     assert isinstance(loaded, Seq2SeqTransformer)
     assert loaded.source_tokenizer == tok
     assert translate(loaded, texts[:5], beam_size=2, max_length=6) == before
-    assert isinstance(loaded.optimizer.learning_rate, (TransformerSchedule, keras.Variable, float)) or True
 
 
 @pytest.mark.slow
