@@ -264,7 +264,6 @@ def test_saved_translator_is_one_artefact(tmp_path):
     assert isinstance(loaded, Seq2SeqTransformer)
     assert loaded.source_tokenizer == tok
     assert translate(loaded, texts[:5], beam_size=2, max_length=6) == before
-    assert isinstance(loaded.optimizer.learning_rate, (TransformerSchedule, keras.Variable, float)) or True
 
 
 @pytest.mark.slow
@@ -282,7 +281,7 @@ def test_tiny_transformer_learns_to_reverse_sequences():
 
     src, tgt = pairs(6000)
     model = Transformer(vocab, num_layers=2, hidden_dim=64, num_heads=4, mlp_dim=128, dropout=0.0)
-    compile_translator(model, warmup_steps=200, learning_rate_scale=2.0, label_smoothing=0.0)
+    compile_translator(model, warmup_steps=200, learning_rate_scale=0.5, label_smoothing=0.0)
     model.fit(
         {"encoder_inputs": src, "decoder_inputs": tgt[:, :-1]}, tgt[:, 1:],
         batch_size=64, epochs=4, verbose=0,
