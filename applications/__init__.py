@@ -32,3 +32,24 @@ __all__ = [
     "model_config",
     "register_model",
 ]
+from keras_vit.applications.swin import SWIN_CONFIGS, SwinBase, SwinSmall, SwinTiny, SwinTransformer  # noqa: E402
+from keras_vit.applications.mvitv2 import (  # noqa: E402
+    MVITV2_CONFIGS,
+    MViTv2,
+    MViTv2Base,
+    MViTv2Small,
+    MViTv2Tiny,
+)
+
+__all__ += [
+    "SWIN_CONFIGS",
+    "SwinBase",
+    "SwinSmall",
+    "SwinTiny",
+    "SwinTransformer",
+    "MVITV2_CONFIGS",
+    "MViTv2",
+    "MViTv2Base",
+    "MViTv2Small",
+    "MViTv2Tiny",
+]

@@ -12,6 +12,16 @@ from keras_vit.layers.positional_encoding import (
 )
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.transformer_block import TransformerBlock
+from keras_vit.layers.window_attention import WindowAttention, relative_position_index
+from keras_vit.layers.swin_block import (
+    SwinTransformerBlock,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+from keras_vit.layers.patch_merging import PatchMerging
+from keras_vit.layers.pooling_attention import PoolingAttention, relative_distance_index
+from keras_vit.layers.multiscale_block import MultiScaleBlock
 
 __all__ = [
     "DropPath",
@@ -25,4 +35,14 @@ __all__ = [
     "resample_position_embedding",
     "sinusoidal_encoding",
     "sinusoidal_encoding_2d",
+    "WindowAttention",
+    "relative_position_index",
+    "SwinTransformerBlock",
+    "shifted_window_mask",
+    "window_partition",
+    "window_reverse",
+    "PatchMerging",
+    "PoolingAttention",
+    "relative_distance_index",
+    "MultiScaleBlock",
 ]
