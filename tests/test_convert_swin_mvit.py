@@ -52,3 +52,17 @@ def test_headless_state_dict_needs_headless_model():
     headless = {k: v for k, v in state.items() if not k.startswith("head.")}
     with pytest.raises(ValueError, match=r"without a value: \['head/kernel', 'head/bias'\]"):
         convert_timm_mvitv2(headless, MViTv2(**config))
+
+
+if __name__ == "__main__":
+    # Prints the largest absolute differences: python tests/test_convert_swin_mvit.py
+    for case in CASES:
+        family, config, state, data = _load(case)
+        build, convert = FAMILIES[family]
+        logits = convert(state, build(**config, classifier_activation=None))(data["input"])
+        config.pop("classes")
+        features = convert(state, build(**config, include_top=False))(data["input"])
+        print(
+            f"{case}: logits {np.abs(np.asarray(logits) - data['logits']).max():.2g}, "
+            f"features {np.abs(np.asarray(features) - data['features']).max():.2g}"
+        )
