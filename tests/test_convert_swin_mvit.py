@@ -5,6 +5,7 @@ import os
 
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_vit.applications import MViTv2, SwinTransformer
 from keras_vit.convert_swin_mvit import convert_timm_mvitv2, convert_timm_swin
@@ -27,10 +28,10 @@ def test_logits_and_features_match_timm(name):
     family, config, state, data = _load(name)
     build, convert = FAMILIES[family]
     model = convert(state, build(**config, classifier_activation=None))
-    np.testing.assert_allclose(np.asarray(model(data["input"])), data["logits"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(ops.convert_to_numpy(model(data["input"])), data["logits"], atol=1e-4, rtol=0)
     config.pop("classes")
     features = convert(state, build(**config, include_top=False))
-    np.testing.assert_allclose(np.asarray(features(data["input"])), data["features"], atol=1e-4, rtol=0)
+    np.testing.assert_allclose(ops.convert_to_numpy(features(data["input"])), data["features"], atol=1e-4, rtol=0)
 
 
 def test_mismatched_state_dict_is_reported():
@@ -63,6 +64,6 @@ if __name__ == "__main__":
         config.pop("classes")
         features = convert(state, build(**config, include_top=False))(data["input"])
         print(
-            f"{case}: logits {np.abs(np.asarray(logits) - data['logits']).max():.2g}, "
-            f"features {np.abs(np.asarray(features) - data['features']).max():.2g}"
+            f"{case}: logits {np.abs(ops.convert_to_numpy(logits) - data['logits']).max():.2g}, "
+            f"features {np.abs(ops.convert_to_numpy(features) - data['features']).max():.2g}"
         )

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_vit.layers import MultiScaleBlock
 
@@ -11,24 +12,24 @@ def test_downsampling_block_shapes_and_skip_path():
     assert y.shape == (2, 4, 4, 16) == block.compute_output_shape(x.shape)
     assert scores.shape == (2, 2, 16, 16)
     # The skip path: projected LN(x), max-pooled 3×3/2 with padding 1.
-    skip = np.asarray(block.shortcut_proj_attn(block.norm1(x)))
+    skip = ops.convert_to_numpy(block.shortcut_proj_attn(block.norm1(x)))
     padded = np.pad(skip, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
     pooled = np.stack(
         [np.stack([padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(1, 2)) for j in range(4)], 1) for i in range(4)],
         1,
     )
-    np.testing.assert_allclose(np.asarray(block._shortcut_pool(skip)), pooled, atol=1e-6)
-    z = pooled + np.asarray(block.attention(block.norm1(x)))
-    np.testing.assert_allclose(np.asarray(y), z + np.asarray(block.mlp(block.norm2(z))), atol=1e-4)
+    np.testing.assert_allclose(ops.convert_to_numpy(block._shortcut_pool(skip)), pooled, atol=1e-6)
+    z = pooled + ops.convert_to_numpy(block.attention(block.norm1(x)))
+    np.testing.assert_allclose(ops.convert_to_numpy(y), z + ops.convert_to_numpy(block.mlp(block.norm2(z))), atol=1e-4)
 
 
 def test_same_width_block_keeps_identity_skip():
     block = MultiScaleBlock(1, stride_kv=2)
     x = np.random.randn(1, 4, 4, 8).astype("float32")
-    y = np.asarray(block(x))
+    y = ops.convert_to_numpy(block(x))
     assert block.shortcut_proj_attn is None
-    z = x + np.asarray(block.attention(block.norm1(x)))
-    np.testing.assert_allclose(y, z + np.asarray(block.mlp(block.norm2(z))), atol=1e-5)
+    z = x + ops.convert_to_numpy(block.attention(block.norm1(x)))
+    np.testing.assert_allclose(y, z + ops.convert_to_numpy(block.mlp(block.norm2(z))), atol=1e-5)
 
 
 def test_config_round_trip_and_errors():

@@ -1,5 +1,6 @@
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_vit.layers import PoolingAttention, relative_distance_index
 
@@ -21,8 +22,8 @@ def test_output_shapes_and_scores():
     out, scores = layer(x, return_attention_scores=True)
     assert out.shape == (2, 4, 4, 16) == layer.compute_output_shape(x.shape)
     assert scores.shape == (2, 2, 16, 4)
-    np.testing.assert_allclose(np.asarray(scores).sum(-1), 1.0, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(out), atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(scores).sum(-1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), ops.convert_to_numpy(out), atol=1e-5)
 
 
 def test_residual_pooling_adds_pooled_queries():
@@ -36,15 +37,15 @@ def test_residual_pooling_adds_pooled_queries():
     # Recover the pooled queries and check the difference is P_Q(Q) through the output projection.
     tokens = x.reshape(1, 16, 8)
     q, _, _ = with_res.attention.project_qkv(tokens)
-    q = np.asarray(with_res._pool(q, with_res.pool_q, with_res.norm_q)).reshape(1, 16, 8)
-    kernel = np.asarray(with_res.attention.proj.kernel)
-    np.testing.assert_allclose(np.asarray(y1 - y0).reshape(1, 16, 8), q @ kernel, atol=1e-4)
+    q = ops.convert_to_numpy(with_res._pool(q, with_res.pool_q, with_res.norm_q)).reshape(1, 16, 8)
+    kernel = ops.convert_to_numpy(with_res.attention.proj.kernel)
+    np.testing.assert_allclose(ops.convert_to_numpy(y1 - y0).reshape(1, 16, 8), q @ kernel, atol=1e-4)
 
 
 def test_relative_position_changes_logits_only_through_tables():
     x = np.random.randn(1, 4, 4, 8).astype("float32")
     layer = PoolingAttention(2, stride_kv=2)
-    y = np.asarray(layer(x))
+    y = ops.convert_to_numpy(layer(x))
     for table in (layer.rel_pos_h, layer.rel_pos_w):
         table.assign(np.zeros(table.shape, "float32"))
     plain = PoolingAttention(2, stride_kv=2, relative_position=False)
@@ -52,8 +53,8 @@ def test_relative_position_changes_logits_only_through_tables():
     weights = {w.path.split("/", 1)[1]: w for w in layer.weights}
     for w in plain.weights:
         w.assign(weights[w.path.split("/", 1)[1]])
-    np.testing.assert_allclose(np.asarray(layer(x)), np.asarray(plain(x)), atol=1e-5)
-    assert np.abs(np.asarray(layer(x)) - y).max() > 1e-4
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), ops.convert_to_numpy(plain(x)), atol=1e-5)
+    assert np.abs(ops.convert_to_numpy(layer(x)) - y).max() > 1e-4
 
 
 def test_config_round_trip_and_errors():

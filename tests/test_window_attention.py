@@ -1,6 +1,6 @@
-import keras
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_vit.layers import WindowAttention, relative_position_index
 
@@ -34,7 +34,7 @@ def test_window_attention_matches_numpy():
     out, scores = layer(x, attention_mask=mask, return_attention_scores=True)
 
     attn = layer.attention
-    wq, bq = (np.asarray(v) for v in attn.qkv.weights)
+    wq, bq = (ops.convert_to_numpy(v) for v in attn.qkv.weights)
     qkv = (x @ wq + bq).reshape(6, 4, 3, heads, dim // heads)
     q, k, v = (qkv[:, :, i].transpose(0, 2, 1, 3) for i in range(3))
     logits = q @ k.transpose(0, 1, 3, 2) / np.sqrt(dim // heads)
@@ -43,11 +43,11 @@ def test_window_attention_matches_numpy():
     logits = np.where(np.tile(mask, (2, 1, 1))[:, None], logits, -1e9)
     expected_scores = _softmax(logits)
     ctx = (expected_scores @ v).transpose(0, 2, 1, 3).reshape(6, 4, dim)
-    wp, bp = (np.asarray(v) for v in attn.proj.weights)
-    np.testing.assert_allclose(np.asarray(scores), expected_scores, atol=1e-5)
-    np.testing.assert_allclose(np.asarray(out), ctx @ wp + bp, atol=1e-5)
+    wp, bp = (ops.convert_to_numpy(v) for v in attn.proj.weights)
+    np.testing.assert_allclose(ops.convert_to_numpy(scores), expected_scores, atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(out), ctx @ wp + bp, atol=1e-5)
     # The fused path (no scores requested) gives the same output.
-    np.testing.assert_allclose(np.asarray(layer(x, attention_mask=mask)), ctx @ wp + bp, atol=1e-5)
+    np.testing.assert_allclose(ops.convert_to_numpy(layer(x, attention_mask=mask)), ctx @ wp + bp, atol=1e-5)
 
 
 def test_window_attention_config_round_trip():

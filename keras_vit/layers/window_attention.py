@@ -121,19 +121,19 @@ class WindowAttention(keras.layers.Layer):
         return ops.transpose(bias, (2, 0, 1))[None]
 
     def call(self, inputs, attention_mask=None, return_attention_scores=False, training=None):
-        mask = None
+        bias = ops.cast(self.relative_position_bias(), "float32")
         if attention_mask is not None:
+            # The mask joins the bias as a large negative logit (not every backend's
+            # fused attention takes a bias and a mask together).
             num_windows, area = attention_mask.shape[0], attention_mask.shape[-1]
             images = ops.shape(inputs)[0] // num_windows
-            mask = ops.broadcast_to(
-                ops.convert_to_tensor(attention_mask, dtype="bool")[None],
-                (images, num_windows, area, area),
-            )
-            mask = ops.reshape(mask, (-1, 1, area, area))
+            mask = ops.convert_to_tensor(attention_mask, dtype="bool")
+            blocked = ops.where(mask, 0.0, -1e9)[None, :, None]  # (1, nW, 1, N, N)
+            bias = ops.broadcast_to(bias[:, None] + blocked, (images, num_windows, self.num_heads, area, area))
+            bias = ops.reshape(bias, (-1, self.num_heads, area, area))
         return self.attention(
             inputs,
-            attention_mask=mask,
-            attention_bias=ops.cast(self.relative_position_bias(), self.compute_dtype),
+            attention_bias=ops.cast(bias, self.compute_dtype),
             return_attention_scores=return_attention_scores,
             training=training,
         )
