@@ -88,3 +88,24 @@ from keras_vit.applications.vit_hybrid import (  # noqa: E402
 )
 
 __all__ += ["HYBRID_STEM_CONFIGS", "ViTBaseR50S16", "VisionTransformerHybrid", "resnetv2_stem"]
+from keras_vit.applications.swin import SWIN_CONFIGS, SwinBase, SwinSmall, SwinTiny, SwinTransformer  # noqa: E402
+from keras_vit.applications.mvitv2 import (  # noqa: E402
+    MVITV2_CONFIGS,
+    MViTv2,
+    MViTv2Base,
+    MViTv2Small,
+    MViTv2Tiny,
+)
+
+__all__ += [
+    "SWIN_CONFIGS",
+    "SwinBase",
+    "SwinSmall",
+    "SwinTiny",
+    "SwinTransformer",
+    "MVITV2_CONFIGS",
+    "MViTv2",
+    "MViTv2Base",
+    "MViTv2Small",
+    "MViTv2Tiny",
+]

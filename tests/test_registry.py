@@ -17,6 +17,8 @@ TINY_OVERRIDES = [
     ("deepvit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)),
     ("vit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)),
     ("deit_", dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)),
+    ("swin_", dict(embed_dim=8, depths=(2, 1), num_heads=(1, 2), window_size=2, input_shape=(16, 16, 3))),
+    ("mvitv2_", dict(embed_dim=8, depths=(1, 1), num_heads=1, input_shape=(16, 16, 3))),
 ]
 
 

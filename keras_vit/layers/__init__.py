@@ -22,6 +22,16 @@ from keras_vit.layers.token_transformer import TokenTransformer
 from keras_vit.layers.transformer_block import TransformerBlock
 from keras_vit.layers.token_embedding import TokenEmbedding
 from keras_vit.layers.transformer_decoder_block import TransformerDecoderBlock
+from keras_vit.layers.window_attention import WindowAttention, relative_position_index
+from keras_vit.layers.swin_block import (
+    SwinTransformerBlock,
+    shifted_window_mask,
+    window_partition,
+    window_reverse,
+)
+from keras_vit.layers.patch_merging import PatchMerging
+from keras_vit.layers.pooling_attention import PoolingAttention, relative_distance_index
+from keras_vit.layers.multiscale_block import MultiScaleBlock
 
 __all__ = [
     "ClassToken",
@@ -44,4 +54,14 @@ __all__ = [
     "resample_position_embedding",
     "sinusoidal_encoding",
     "sinusoidal_encoding_2d",
+    "WindowAttention",
+    "relative_position_index",
+    "SwinTransformerBlock",
+    "shifted_window_mask",
+    "window_partition",
+    "window_reverse",
+    "PatchMerging",
+    "PoolingAttention",
+    "relative_distance_index",
+    "MultiScaleBlock",
 ]
