@@ -122,6 +122,16 @@ class TestMultiHeadSelfAttention:
         explicit = ops.convert_to_numpy(layer(x, attention_bias=bias, return_attention_scores=True)[0])
         np.testing.assert_allclose(fused, explicit, atol=ATOL)
 
+    def test_bias_and_mask_together(self):
+        x = np.random.randn(2, 4, 8).astype("float32")
+        layer = MultiHeadSelfAttention(num_heads=2)
+        bias = np.random.randn(1, 2, 4, 4).astype("float32")
+        mask = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+        fused = ops.convert_to_numpy(layer(x, attention_bias=bias, attention_mask=mask))
+        explicit, scores = layer(x, attention_bias=bias, attention_mask=mask, return_attention_scores=True)
+        np.testing.assert_allclose(fused, ops.convert_to_numpy(explicit), atol=ATOL)
+        np.testing.assert_allclose(ops.convert_to_numpy(scores)[0, :, :, 3], 0.0, atol=1e-6)
+
     def test_config_roundtrip(self):
         layer = MultiHeadSelfAttention(num_heads=3, head_dim=5, qkv_bias=False, attention_dropout=0.1)
         clone = roundtrip(layer)

@@ -196,6 +196,13 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             mask = causal if mask is None else ops.logical_and(mask, causal)
         use_dropout = training and self.attention_dropout > 0
         if not return_attention_scores and not use_dropout:
+            if mask is not None and attention_bias is not None:
+                # Some backends' fused kernels take a bias or a mask, not both:
+                # fold the mask into the bias.
+                attention_bias = ops.where(
+                    mask, ops.cast(attention_bias, q.dtype), ops.cast(-1e9, q.dtype)
+                )
+                mask = None
             out = ops.dot_product_attention(
                 q, k, v, bias=attention_bias, mask=mask, scale=scale
             )
