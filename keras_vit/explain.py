@@ -145,7 +145,7 @@ def _call_block(block, trace, x, *args, **kwargs):
     if not global_attention or not trace.wants(position):
         kwargs["training"] = False
         return block(x, *args, **kwargs)
-    if position in trace.deltas:
+    if position in trace.deltas and type(block) is TransformerBlock:
         y, scores = _block_forward(block, x, trace.deltas[position])
     else:
         y, scores = block(x, return_attention_scores=True, training=False)
@@ -156,7 +156,7 @@ def _call_block(block, trace, x, *args, **kwargs):
 
 def _operation(layer, trace):
     """What to run for one node of the graph."""
-    if type(layer) is TransformerBlock:
+    if isinstance(layer, TransformerBlock) and _accepts(layer, "return_attention_scores"):
         return lambda *args, **kwargs: _call_block(layer, trace, *args, **kwargs)
     if _is_functional(layer):
         return lambda inputs, *args, **kwargs: _run_graph(layer, inputs, trace)
@@ -505,28 +505,62 @@ def attention_rollout(
 # --------------------------------------------------------------------------
 
 
-def _gradients(fn, deltas):
-    """∂fn/∂delta for each delta, on the active backend."""
+def _attention_gradients(model, batch, structure, one_hot):
+    """∂(Σ_b s_b · one_hot_b)/∂A_l for each explained block l, as NumPy `(B, h, T, T)` arrays.
+
+    Plain `TransformerBlock`s get a zero tensor added to their map (see
+    `_block_forward`) and the gradient is taken with respect to it, on every
+    backend. Subclasses (e.g. DeepViT's `ReAttentionBlock`) are called with
+    `return_attention_scores=True` and the gradient is taken with respect to
+    the returned map itself, which the tensorflow and torch backends allow
+    for intermediate tensors.
+    """
     backend = keras.backend.backend()
+    positions = structure.positions
+    exact = {p for p, b in zip(positions, structure.blocks) if type(b) is TransformerBlock}
+    shapes = {
+        p: (len(batch), b.attention.num_heads, structure.num_tokens, structure.num_tokens)
+        for p, b in zip(positions, structure.blocks)
+    }
+    target = ops.convert_to_tensor(one_hot)
+
+    def run(deltas):
+        scores = {}
+        trace = _Trace(select=set(positions), deltas=deltas, logits=True, on_scores=scores.__setitem__)
+        logits = _forward(model, batch, trace)
+        return ops.sum(ops.cast(logits, "float32") * target), scores
+
     if backend == "tensorflow":
         import tensorflow as tf
 
-        deltas = [tf.constant(d) for d in deltas]
+        deltas = {p: tf.zeros(shapes[p]) for p in exact}
         with tf.GradientTape() as tape:
-            for d in deltas:
+            for d in deltas.values():
                 tape.watch(d)
-            value = fn(deltas)
-        return [np.asarray(g) for g in tape.gradient(value, deltas)]
-    if backend == "jax":
-        import jax
-
-        return [np.asarray(g) for g in jax.grad(fn)([jax.numpy.asarray(d) for d in deltas])]
+            value, scores = run(deltas)
+        sources = [deltas[p] if p in exact else scores[p] for p in positions]
+        grads = tape.gradient(value, sources, unconnected_gradients=tf.UnconnectedGradients.ZERO)
+        return [np.asarray(g) for g in grads]
     if backend == "torch":
         import torch
 
-        deltas = [ops.convert_to_tensor(d).requires_grad_(True) for d in deltas]
-        grads = torch.autograd.grad(fn(deltas), deltas)
-        return [g.detach().cpu().numpy() for g in grads]
+        deltas = {p: ops.zeros(shapes[p]).requires_grad_(True) for p in exact}
+        value, scores = run(deltas)
+        sources = [deltas[p] if p in exact else scores[p] for p in positions]
+        grads = torch.autograd.grad(value, sources, allow_unused=True)
+        return [np.zeros(shapes[p], "float32") if g is None else g.detach().cpu().numpy() for p, g in zip(positions, grads)]
+    if backend == "jax":
+        import jax
+
+        others = [b for b in structure.blocks if type(b) is not TransformerBlock]
+        if others:
+            raise ValueError(
+                "`legrad` on the jax backend needs plain TransformerBlocks (jax cannot differentiate "
+                f"with respect to an intermediate tensor); model has {type(others[0]).__name__} "
+                f"'{others[0].name}'. Use the tensorflow or torch backend for it."
+            )
+        grads = jax.grad(lambda d: run(d)[0])({p: jax.numpy.zeros(shapes[p]) for p in positions})
+        return [np.asarray(grads[p]) for p in positions]
     raise ValueError(
         "`legrad` needs gradients, available on the tensorflow, jax and torch backends. "
         f"Received: backend={backend!r}"
@@ -588,7 +622,6 @@ def legrad(model, images, class_index=None, upsample=True, batch_size=16):
                 f"`class_index` must be in [0, {classes}) for this model. Received: class_index={class_index!r}"
             )
         class_index = np.broadcast_to(index, (len(images),))
-    heads = [b.attention.num_heads for b in structure.blocks]
     tokens = structure.num_tokens
     maps = []
     for start in range(0, len(images), _positive(batch_size)):
@@ -599,14 +632,7 @@ def legrad(model, images, class_index=None, upsample=True, batch_size=16):
         else:
             targets = class_index[start : start + batch_size]
         one_hot = np.eye(classes, dtype="float32")[targets]
-        zeros = [np.zeros((len(batch), h, tokens, tokens), "float32") for h in heads]
-
-        def class_logit(deltas, batch=batch, one_hot=one_hot):
-            trace = _Trace(deltas=dict(zip(structure.positions, deltas)), logits=True)
-            logits = _forward(model, batch, trace)
-            return ops.sum(ops.cast(logits, "float32") * one_hot)
-
-        grads = _gradients(class_logit, zeros)
+        grads = _attention_gradients(model, batch, structure, one_hot)
         total = np.zeros((len(batch), tokens), "float64")
         for grad in grads:
             total += np.maximum(grad, 0.0).mean(axis=(1, 2))  # ReLU, heads, query tokens.
@@ -622,6 +648,81 @@ def _positive(batch_size):
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
     return int(batch_size)
+
+
+def remove_patches(images, scores, fraction=0.2, value=0.0):
+    """Sets the `fraction` of patches with the highest `scores` to `value`.
+
+    Args:
+        images: `(B, H, W, C)`.
+        scores: `(B, gh, gw)` patch rankings (e.g. `legrad(..., upsample=False)`);
+            H and W must be multiples of gh and gw.
+        fraction: float in (0, 1], share of the patches removed.
+        value: the value removed pixels take.
+
+    Returns:
+        `(images with the patches removed, boolean (B, gh, gw) mask of them)`.
+    """
+    images, scores = np.array(images, dtype="float32"), np.asarray(scores)
+    if scores.ndim != 3 or len(scores) != len(images):
+        raise ValueError(f"`scores` must be (B, gh, gw) for B images. Received: scores of shape {scores.shape}")
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"`fraction` must be in (0, 1]. Received: fraction={fraction!r}")
+    batch, gh, gw = scores.shape
+    ph, pw = images.shape[1] // gh, images.shape[2] // gw
+    if ph * gh != images.shape[1] or pw * gw != images.shape[2]:
+        raise ValueError(
+            f"The patch grid {(gh, gw)} must divide the image size {images.shape[1:3]}. "
+            f"Received: scores of shape {scores.shape}"
+        )
+    count = max(1, int(round(fraction * gh * gw)))
+    top = np.argsort(-scores.reshape(batch, -1), axis=1, kind="stable")[:, :count]
+    mask = np.zeros((batch, gh * gw), bool)
+    np.put_along_axis(mask, top, True, axis=1)
+    mask = mask.reshape(batch, gh, gw)
+    pixels = np.repeat(np.repeat(mask, ph, axis=1), pw, axis=2)
+    images[pixels] = value
+    return images, mask
+
+
+def class_probabilities(model, images, batch_size=256):
+    """softmax of the model's logits, `(B, classes)` (the final softmax is taken off and redone)."""
+    images = _check_images(model, images)
+    out = []
+    for batch in _batches(images, batch_size):
+        logits = np.asarray(ops.convert_to_numpy(_forward(model, batch, _Trace(logits=True))), "float64")
+        logits = logits - logits.max(axis=-1, keepdims=True)
+        e = np.exp(logits)
+        out.append(e / e.sum(axis=-1, keepdims=True))
+    return np.concatenate(out, axis=0)
+
+
+def deletion_test(model, images, labels, scores, fraction=0.2, value=0.0):
+    """Faithfulness by deletion: how much the true-class probability drops when the top patches go.
+
+    The `fraction` of patches that `scores` ranks highest is set to `value`
+    (see `remove_patches`); a faithful explanation removes the evidence and
+    the probability falls further than when as many random patches go.
+
+    Args:
+        model: a classifier.
+        images: `(B, H, W, C)`.
+        labels: `(B,)` true classes.
+        scores: `(B, gh, gw)` patch rankings.
+        fraction: share of patches removed.
+        value: the value of removed pixels.
+
+    Returns:
+        float64 `(B,)`: p(true class | image) − p(true class | image with the
+        patches removed).
+    """
+    images = _check_images(model, images)
+    labels = np.asarray(labels).astype(int).reshape(-1)
+    if len(labels) != len(images):
+        raise ValueError(f"`labels` must hold one class per image. Received: labels of shape {np.shape(labels)}")
+    removed, _ = remove_patches(images, scores, fraction, value)
+    rows = np.arange(len(images))
+    return class_probabilities(model, images)[rows, labels] - class_probabilities(model, removed)[rows, labels]
 
 
 # --------------------------------------------------------------------------
@@ -915,19 +1016,23 @@ def plot_position_embedding_similarity(similarity):
     return fig
 
 
-def explain(model, images, method="legrad", class_index=None, layer=-1, head_fusion="mean", discard_ratio=0.0):
+def explain(
+    model, images, method="legrad", class_index=None, layer=-1, head_fusion="mean", discard_ratio=0.0, upsample=True
+):
     """One heatmap per image by `method`: "legrad", "rollout" or "attention".
 
     "attention" is the class token's attention at block `layer`, averaged
-    over heads.
+    over heads (without a class token, the mean attention the patches get).
 
     Returns:
-        float32 `(B, H, W)` in [0, 1].
+        float32 `(B, H, W)` in [0, 1], or `(B, gh, gw)` with `upsample=False`.
     """
     if method == "legrad":
-        return legrad(model, images, class_index=class_index)
+        return legrad(model, images, class_index=class_index, upsample=upsample)
     if method == "rollout":
-        return attention_rollout(model, images, head_fusion=head_fusion, discard_ratio=discard_ratio)
+        return attention_rollout(
+            model, images, head_fusion=head_fusion, discard_ratio=discard_ratio, upsample=upsample
+        )
     if method == "attention":
         images = _check_images(model, images)
         structure = _Structure(model, images, "attention")
@@ -935,7 +1040,7 @@ def explain(model, images, method="legrad", class_index=None, layer=-1, head_fus
         scores = attention_maps(model, images, layers=[index])[index].mean(axis=1)
         grid = _patch_grid(structure, _token_row(structure, scores))
         grid = grid / np.maximum(grid.reshape(len(grid), -1).max(axis=1), 1e-12)[:, None, None]
-        return _upsample(grid, structure.image_size)
+        return _upsample(grid, structure.image_size) if upsample else grid.astype("float32")
     raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
 
 
@@ -974,6 +1079,8 @@ __all__ = [
     "attention_head_maps",
     "attention_maps",
     "attention_rollout",
+    "class_probabilities",
+    "deletion_test",
     "explain",
     "legrad",
     "mean_attention_distance",
@@ -984,6 +1091,7 @@ __all__ = [
     "plot_patch_embedding_filters",
     "plot_position_embedding_similarity",
     "position_embedding_similarity",
+    "remove_patches",
     "rollout",
     "save_explanation_figure",
 ]

@@ -104,18 +104,38 @@ def test_gradient_wrt_attention_matches_finite_difference(model):
 
     def logit(deltas):
         trace = explain._Trace(deltas=dict(enumerate(deltas)), logits=True)
-        return keras.ops.sum(explain._forward(model, x, trace) * one_hot)
+        return float(keras.ops.sum(explain._forward(model, x, trace) * one_hot))
 
-    zeros = [np.zeros((1, 2, 17, 17), "float32") for _ in range(2)]
-    grads = explain._gradients(logit, zeros)
+    structure = explain._Structure(model, x, "legrad")
+    grads = explain._attention_gradients(model, x, structure, one_hot)
     eps = 1e-2
-    for layer, (head, row, col) in ((0, (1, 0, 5)), (1, (0, 3, 9))):
-        plus = [z.copy() for z in zeros]
-        minus = [z.copy() for z in zeros]
+    for layer, (head, row, col) in ((0, (1, 0, 5)), (1, (0, 3, 9)), (1, (1, 0, 0))):
+        plus = [np.zeros((1, 2, 17, 17), "float32") for _ in range(2)]
+        minus = [np.zeros((1, 2, 17, 17), "float32") for _ in range(2)]
         plus[layer][0, head, row, col] = eps
         minus[layer][0, head, row, col] = -eps
-        numeric = (float(logit(plus)) - float(logit(minus))) / (2 * eps)
+        numeric = (logit(plus) - logit(minus)) / (2 * eps)
         assert grads[layer][0, head, row, col] == pytest.approx(numeric, rel=2e-2, abs=1e-4)
+
+
+@keras.saving.register_keras_serializable(package="keras_vit_tests")
+class SubclassedBlock(TransformerBlock):
+    """A TransformerBlock subclass (as DeepViT's ReAttentionBlock is one)."""
+
+
+def test_legrad_of_block_subclass_uses_returned_scores(model):
+    def swap(layer):
+        config = layer.get_config()
+        if type(layer) is TransformerBlock:
+            return SubclassedBlock.from_config(config)
+        return layer.__class__.from_config(config)
+
+    clone = keras.models.clone_model(model, clone_function=swap)
+    clone.set_weights(model.get_weights())
+    assert isinstance(clone.get_layer("block_0"), SubclassedBlock)
+    x = images(2)
+    np.testing.assert_allclose(explain.legrad(clone, x, class_index=[1, 4]), explain.legrad(model, x, class_index=[1, 4]), atol=1e-4)
+    np.testing.assert_allclose(explain.attention_maps(clone, x)[1], explain.attention_maps(model, x)[1], atol=1e-6)
 
 
 def test_identity_attention_rollout_and_distance():
@@ -305,3 +325,44 @@ def test_bad_inputs(model):
         explain.patch_embedding_filters(model, num_components=100)
     with pytest.raises(ValueError, match="batch_size=0"):
         explain.attention_maps(model, x, batch_size=0)
+
+
+def test_deletion_removes_the_top_patches(model):
+    x = images(2)
+    scores = np.zeros((2, 4, 4))
+    scores[0, 1, 2] = scores[1, 3, 0] = 1.0
+    removed, mask = explain.remove_patches(x, scores, fraction=1 / 16)
+    assert mask.sum() == 2 and mask[0, 1, 2] and mask[1, 3, 0]
+    assert (removed[0, 4:8, 8:12] == 0).all() and (removed[1, 12:16, 0:4] == 0).all()
+    np.testing.assert_array_equal(removed[0, :4], x[0, :4])
+    drop = explain.deletion_test(model, x, [1, 2], scores, fraction=1 / 16)
+    probs = explain.class_probabilities(model, x)
+    np.testing.assert_allclose(probs, np.asarray(model(x)), atol=1e-5)
+    after = explain.class_probabilities(model, removed)
+    np.testing.assert_allclose(drop, probs[[0, 1], [1, 2]] - after[[0, 1], [1, 2]], atol=1e-6)
+    with pytest.raises(ValueError, match="fraction=0"):
+        explain.remove_patches(x, scores, fraction=0)
+
+
+def _faithfulness_module():
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks", "explain_faithfulness.py")
+    spec = importlib.util.spec_from_file_location("explain_faithfulness", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_faithfulness_on_mnist(shared_data):
+    """LeGrad and rollout pick patches whose removal hurts the prediction more than random ones."""
+    bench = _faithfulness_module()
+    model = bench.train_model(shared_data, train_size=6000, epochs=2, verbose=0)
+    x, y = bench.load_mnist(shared_data, "test")
+    results = bench.evaluate(model, x[:100], y[:100], random_draws=3)
+    assert results["accuracy"] > 0.8, results
+    drop = results["drop"]
+    assert drop["legrad"] > drop["random"] + 0.05, results
+    assert drop["rollout"] > drop["random"] + 0.05, results
+    assert results["legrad_mass_in_box"] > results["box_share_of_image"], results
