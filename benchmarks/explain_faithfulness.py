@@ -115,14 +115,25 @@ def main(argv=None):
     parser.add_argument("--fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
-    parser.add_argument("--figure", default=None, help="write a LeGrad/rollout figure of 4 test digits here")
+    parser.add_argument("--figure", default=None, help="write a LeGrad figure of 4 test digits here")
+    parser.add_argument("--save-model", default=None, help="save the trained model (.keras)")
+    parser.add_argument("--load-model", default=None, help="evaluate this .keras model instead of training one")
     args = parser.parse_args(argv)
     data_dir = os.environ.get("KERAS_VIT_DATA")
     if not data_dir:
         print("Set KERAS_VIT_DATA to the folder holding mnist/train.npz and mnist/test.npz", file=sys.stderr)
         return 2
     start = time.time()
-    model = train_model(data_dir, args.train_size, args.epochs, args.seed)
+    if args.load_model:
+        import keras
+
+        import keras_vit.applications  # noqa: F401 (registers the layers)
+
+        model = keras.saving.load_model(args.load_model)
+    else:
+        model = train_model(data_dir, args.train_size, args.epochs, args.seed)
+        if args.save_model:
+            model.save(args.save_model)
     train_seconds = time.time() - start
     x, y = load_mnist(data_dir, "test")
     x, y = x[: args.test_size], y[: args.test_size]

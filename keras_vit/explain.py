@@ -56,9 +56,13 @@ class _Trace:
         deltas: dict position → zero tensor added to that block's attention
             map (LeGrad's handle for gradients w.r.t. the map).
         logits: whether to strip the final softmax/sigmoid.
+        stop_after: block position after which blocks pass their input
+            through unchanged (the model's head then reads that block's
+            output, a "logit lens").
     """
 
-    def __init__(self, select=None, on_scores=None, deltas=None, logits=False):
+    def __init__(self, select=None, on_scores=None, deltas=None, logits=False, stop_after=None):
+        self.stop_after = stop_after
         self.select = select
         self.on_scores = on_scores
         self.deltas = deltas or {}
@@ -142,6 +146,8 @@ def _call_block(block, trace, x, *args, **kwargs):
         kwargs.get(key) is None or kwargs.get(key) is False for key in ("attention_mask", "attention_bias", "use_causal_mask")
     )
     trace.blocks.append((block, x.shape[1], global_attention))
+    if trace.stop_after is not None and position > trace.stop_after:
+        return x
     if not global_attention or not trace.wants(position):
         kwargs["training"] = False
         return block(x, *args, **kwargs)
@@ -505,7 +511,7 @@ def attention_rollout(
 # --------------------------------------------------------------------------
 
 
-def _attention_gradients(model, batch, structure, one_hot):
+def _attention_gradients(model, batch, structure, one_hot, positions=None, stop_after=None):
     """∂(Σ_b s_b · one_hot_b)/∂A_l for each explained block l, as NumPy `(B, h, T, T)` arrays.
 
     Plain `TransformerBlock`s get a zero tensor added to their map (see
@@ -516,17 +522,17 @@ def _attention_gradients(model, batch, structure, one_hot):
     for intermediate tensors.
     """
     backend = keras.backend.backend()
-    positions = structure.positions
-    exact = {p for p, b in zip(positions, structure.blocks) if type(b) is TransformerBlock}
-    shapes = {
-        p: (len(batch), b.attention.num_heads, structure.num_tokens, structure.num_tokens)
-        for p, b in zip(positions, structure.blocks)
-    }
+    blocks = dict(zip(structure.positions, structure.blocks))
+    positions = list(structure.positions if positions is None else positions)
+    exact = {p for p in positions if type(blocks[p]) is TransformerBlock}
+    shapes = {p: (len(batch), blocks[p].attention.num_heads, structure.num_tokens, structure.num_tokens) for p in positions}
     target = ops.convert_to_tensor(one_hot)
 
     def run(deltas):
         scores = {}
-        trace = _Trace(select=set(positions), deltas=deltas, logits=True, on_scores=scores.__setitem__)
+        trace = _Trace(
+            select=set(positions), deltas=deltas, logits=True, on_scores=scores.__setitem__, stop_after=stop_after
+        )
         logits = _forward(model, batch, trace)
         return ops.sum(ops.cast(logits, "float32") * target), scores
 
@@ -552,7 +558,7 @@ def _attention_gradients(model, batch, structure, one_hot):
     if backend == "jax":
         import jax
 
-        others = [b for b in structure.blocks if type(b) is not TransformerBlock]
+        others = [blocks[p] for p in positions if type(blocks[p]) is not TransformerBlock]
         if others:
             raise ValueError(
                 "`legrad` on the jax backend needs plain TransformerBlocks (jax cannot differentiate "
@@ -584,7 +590,7 @@ def _class_count(model):
     return int(shape[-1])
 
 
-def legrad(model, images, class_index=None, upsample=True, batch_size=16):
+def legrad(model, images, class_index=None, upsample=True, layer_logits=False, batch_size=16):
     """LeGrad heatmaps (Bousselham et al. 2024) of a classifier.
 
     For each global-attention block l with map A_l `(B, h, T, T)`:
@@ -632,7 +638,13 @@ def legrad(model, images, class_index=None, upsample=True, batch_size=16):
         else:
             targets = class_index[start : start + batch_size]
         one_hot = np.eye(classes, dtype="float32")[targets]
-        grads = _attention_gradients(model, batch, structure, one_hot)
+        if layer_logits:
+            grads = [
+                _attention_gradients(model, batch, structure, one_hot, positions=[p], stop_after=p)[0]
+                for p in structure.positions
+            ]
+        else:
+            grads = _attention_gradients(model, batch, structure, one_hot)
         total = np.zeros((len(batch), tokens), "float64")
         for grad in grads:
             total += np.maximum(grad, 0.0).mean(axis=(1, 2))  # ReLU, heads, query tokens.
