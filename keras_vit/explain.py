@@ -886,34 +886,44 @@ def _display(image):
 
 
 def plot_heatmaps(images, heatmaps, titles=None, alpha=0.5, cmap="jet"):
-    """Each image beside its heatmap overlaid on it.
+    """Each image beside its heatmap(s) overlaid on it.
 
     Args:
         images: `(B, H, W, C)`.
-        heatmaps: `(B, H, W)` (e.g. from `legrad` or `attention_rollout`).
-        titles: optional list of B strings.
+        heatmaps: `(B, H, W)` (e.g. from `legrad` or `attention_rollout`), or
+            a dict name → `(B, H, W)` for one column per method.
+        titles: optional list of B strings, shown over each image.
         alpha: float, opacity of the heatmap.
         cmap: matplotlib colour map of the heatmap.
 
     Returns:
-        A `matplotlib.figure.Figure` with B rows and 2 columns.
+        A `matplotlib.figure.Figure` with B rows and 1 + (number of maps) columns.
     """
-    images, heatmaps = np.asarray(images), np.asarray(heatmaps)
+    images = np.asarray(images)
+    columns = dict(heatmaps) if isinstance(heatmaps, dict) else {"heatmap": heatmaps}
     if images.ndim == 3:
-        images, heatmaps = images[None], heatmaps.reshape((1,) + heatmaps.shape[-2:])
-    if len(images) != len(heatmaps) or images.shape[1:3] != heatmaps.shape[1:3]:
-        raise ValueError(
-            "`heatmaps` must be (B, H, W) for `images` (B, H, W, C). Received: images of shape "
-            f"{images.shape}, heatmaps of shape {heatmaps.shape}"
-        )
-    fig, axes = _figure(len(images), 2)
-    for i, (image, heat) in enumerate(zip(images, heatmaps)):
+        images = images[None]
+        columns = {k: np.asarray(v).reshape((1,) + np.shape(v)[-2:]) for k, v in columns.items()}
+    for name, maps in columns.items():
+        maps = np.asarray(maps)
+        if maps.shape != (len(images),) + images.shape[1:3]:
+            raise ValueError(
+                "`heatmaps` must be (B, H, W) for `images` (B, H, W, C). Received: images of shape "
+                f"{images.shape}, heatmaps {name!r} of shape {maps.shape}"
+            )
+    fig, axes = _figure(len(images), 1 + len(columns))
+    for i, image in enumerate(images):
         shown = _display(image)
-        axes[i, 0].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
-        axes[i, 1].imshow(shown, cmap="gray" if shown.ndim == 2 else None)
-        axes[i, 1].imshow(heat, cmap=cmap, alpha=alpha, vmin=0.0, vmax=max(float(heat.max()), 1e-12))
+        gray = "gray" if shown.ndim == 2 else None
+        axes[i, 0].imshow(shown, cmap=gray)
         if titles is not None:
-            axes[i, 1].set_title(str(titles[i]), fontsize=8)
+            axes[i, 0].set_title(str(titles[i]), fontsize=8)
+        for j, (name, maps) in enumerate(columns.items(), start=1):
+            heat = np.asarray(maps[i])
+            axes[i, j].imshow(shown, cmap=gray)
+            axes[i, j].imshow(heat, cmap=cmap, alpha=alpha, vmin=0.0, vmax=max(float(heat.max()), 1e-12))
+            if i == 0:
+                axes[i, j].set_title(name, fontsize=8)
     return fig
 
 
@@ -1056,34 +1066,57 @@ def explain(
     raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
 
 
-def save_explanation_figure(model, images, path, method="legrad", **kwargs):
-    """Writes a figure of `images` and their `method` heatmaps (see `explain`) to `path`.
+def save_explanation_figure(model, images, path, method="legrad", labels=None, class_names=None, **kwargs):
+    """Writes a figure of `images` and their heatmaps (see `explain`) to `path`.
+
+    One row per image: the image, titled with its predicted class (and true
+    label when given), then one heatmap overlay per method.
 
     Args:
         model: a ViT-family `keras.Model`.
         images: `(B, H, W, C)` or `(H, W, C)`; keep B small (one row each).
         path: output file (.png, .pdf, ...).
-        method: "legrad", "rollout" or "attention".
+        method: "legrad", "rollout" or "attention", or a list of them.
+        labels: optional `(B,)` true classes.
+        class_names: optional list of class names.
         **kwargs: passed to `explain` (`class_index`, `layer`, ...).
 
     Returns:
         `path`.
     """
-    if method not in METHODS:
-        raise ValueError(f"`method` must be one of {METHODS}. Received: method={method!r}")
+    methods = [method] if isinstance(method, str) else list(method)
+    for name in methods:
+        if name not in METHODS:
+            raise ValueError(f"`method` must be one of {METHODS} or a list of them. Received: method={method!r}")
+    known = {option for options in _METHOD_OPTIONS.values() for option in options}
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"Unknown options {unknown}; the methods take {sorted(known)}. Received: {kwargs}")
     images = _check_images(model, images)
-    heatmaps = explain(model, images, method=method, **kwargs)
-    titles = [f"{method}"] * len(images)
-    if method == "legrad" and getattr(model, "outputs", None) and len(model.outputs[0].shape) == 2:
-        probs = ops.convert_to_numpy(_forward(model, images, _Trace()))
-        target = kwargs.get("class_index")
-        if target is None:
-            titles = [f"legrad, class {int(np.argmax(p))}" for p in probs]
-        else:
-            titles = [f"legrad, class {int(c)}" for c in np.broadcast_to(target, (len(images),))]
+    heatmaps = {}
+    for name in methods:
+        options = {k: v for k, v in kwargs.items() if k in _METHOD_OPTIONS[name]}
+        heatmaps[name] = explain(model, images, method=name, **options)
+    titles = None
+    if getattr(model, "outputs", None) and len(model.outputs[0].shape) == 2:
+
+        def name_of(c):
+            return str(class_names[c]) if class_names is not None else str(int(c))
+
+        predicted = np.argmax(ops.convert_to_numpy(_forward(model, images, _Trace())), axis=-1)
+        titles = [f"predicted {name_of(p)}" for p in predicted]
+        if labels is not None:
+            titles = [f"label {name_of(t)}, {title}" for t, title in zip(np.asarray(labels).reshape(-1), titles)]
     fig = plot_heatmaps(images, heatmaps, titles=titles)
     fig.savefig(path, dpi=100)
     return path
+
+
+_METHOD_OPTIONS = {
+    "legrad": ("class_index",),
+    "rollout": ("head_fusion", "discard_ratio"),
+    "attention": ("layer",),
+}
 
 
 __all__ = [

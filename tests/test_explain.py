@@ -269,6 +269,21 @@ def test_figures(model, tmp_path):
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+def test_demo_explanation_figure(tmp_path):
+    from keras_vit import demo
+
+    model = demo.build_demo_model(depth=1, hidden_dim=16, num_heads=2, mlp_dim=16)
+    digits = images(3, shape=(8, 8, 1))
+    path = demo.write_explanation_figure(model, digits, np.array([1, 2, 3]), [str(i) for i in range(10)], str(tmp_path))
+    assert path == str(tmp_path / "explanation.png")
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    fig = explain.plot_heatmaps(digits, {"legrad": explain.legrad(model, digits), "rollout": explain.attention_rollout(model, digits)})
+    assert len(fig.axes) == 9
+    with pytest.raises(ValueError, match="Unknown options \\['colour'\\]"):
+        explain.save_explanation_figure(model, digits, str(tmp_path / "x.png"), colour="red")
+
+
 def test_cli_writes_png(model, tmp_path, capsys):
     model_path = str(tmp_path / "vit.keras")
     model.save(model_path)
