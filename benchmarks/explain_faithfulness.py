@@ -23,28 +23,42 @@ import time
 
 import numpy as np
 
-METHODS = ("legrad", "rollout", "attention", "random")
+# name → (explain method, options); "legrad_last" sums LeGrad over the last block only.
+METHODS = {
+    "legrad": ("legrad", {}),
+    "legrad_last": ("legrad", {"layers": -1}),
+    "rollout": ("rollout", {}),
+    "attention": ("attention", {}),
+    "random": (None, {}),
+}
 
 
-def load_mnist(data_dir, split):
+MNIST_MEAN, MNIST_STD = 0.1307, 0.3081
+
+
+def load_mnist(data_dir, split, normalize=False):
+    """MNIST as float32 `(N, 28, 28, 1)` in [0, 1], or standardised (then 0 is the mean pixel)."""
     path = os.path.join(data_dir, "mnist", f"{split}.npz")
     if not os.path.exists(path):
         raise FileNotFoundError(f"MNIST not found at {path!r}; set KERAS_VIT_DATA to the datasets folder")
     with np.load(path) as data:
-        return (data["x"].astype("float32") / 255.0)[..., None], data["y"].astype("int64")
+        x = (data["x"].astype("float32") / 255.0)[..., None]
+        if normalize:
+            x = (x - MNIST_MEAN) / MNIST_STD
+        return x, data["y"].astype("int64")
 
 
 MODEL_CONFIG = {"patch_size": 4, "hidden_dim": 48, "depth": 3, "num_heads": 3, "mlp_dim": 96}
 
 
-def train_model(data_dir, train_size=20000, epochs=3, seed=0, verbose=2, **overrides):
+def train_model(data_dir, train_size=20000, epochs=3, seed=0, verbose=2, normalize=False, **overrides):
     """A small ViT (`MODEL_CONFIG`: 7×7 patches of 4×4) trained on the first `train_size` MNIST images."""
     import keras
 
     from keras_vit.applications import VisionTransformer
 
     keras.utils.set_random_seed(seed)
-    x, y = load_mnist(data_dir, "train")
+    x, y = load_mnist(data_dir, "train", normalize)
     x, y = x[:train_size], y[:train_size]
     config = {**MODEL_CONFIG, **overrides}
     model = VisionTransformer(input_shape=(28, 28, 1), classes=10, name="mnist_vit", **config)
@@ -63,7 +77,7 @@ def bounding_box_share(heatmaps, images, threshold=0.0):
     """Per image: (share of the heatmap's mass inside the digit's box, the box's share of the image)."""
     inside, uniform = [], []
     for heat, image in zip(heatmaps, images[..., 0]):
-        rows, cols = np.nonzero(image > threshold)
+        rows, cols = np.nonzero(image > image.min() + threshold)
         box = np.zeros(image.shape, bool)
         box[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1] = True
         inside.append(float(heat[box].sum() / max(heat.sum(), 1e-12)))
@@ -86,24 +100,27 @@ def evaluate(model, x, y, fraction=0.2, seed=0, random_draws=5):
     }
     rng = np.random.default_rng(seed)
     grids = {}
-    for method in METHODS:
+    for method, (name, options) in METHODS.items():
         start = time.time()
-        if method == "random":
+        if name is None:
             drops = [
                 explain.deletion_test(model, x, y, rng.random((len(x), 7, 7)), fraction) for _ in range(random_draws)
             ]
             drop = np.mean(drops, axis=0)
         else:
-            kwargs = {"class_index": y} if method == "legrad" else {}
-            grids[method] = explain.explain(model, x, method=method, upsample=False, **kwargs)
+            if name == "legrad":
+                grids[method] = explain.legrad(model, x, class_index=y, upsample=False, **options)
+            else:
+                grids[method] = explain.explain(model, x, method=name, upsample=False, **options)
             drop = explain.deletion_test(model, x, y, grids[method], fraction)
         results["drop"][method] = float(drop.mean())
         results["seconds"][method] = round(time.time() - start, 1)
-    heat = explain.legrad(model, x, class_index=y)
-    inside, uniform = bounding_box_share(heat, x)
-    results["legrad_mass_in_box"] = float(inside.mean())
+    for method in ("legrad", "legrad_last"):
+        heat = explain._upsample(grids[method], x.shape[1:3])
+        inside, uniform = bounding_box_share(heat, x)
+        results[f"{method}_mass_in_box"] = float(inside.mean())
+        results[f"{method}_images_with_mass_above_box_share"] = float((inside > uniform).mean())
     results["box_share_of_image"] = float(uniform.mean())
-    results["images_with_mass_above_box_share"] = float((inside > uniform).mean())
     return results
 
 
@@ -114,6 +131,7 @@ def main(argv=None):
     parser.add_argument("--test-size", type=int, default=500)
     parser.add_argument("--fraction", type=float, default=0.2)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--normalize", action="store_true", help="standardise the pixels (zeroing = the mean pixel)")
     parser.add_argument("--out", default=None, help="write the numbers as JSON here")
     parser.add_argument("--figure", default=None, help="write a LeGrad figure of 4 test digits here")
     parser.add_argument("--save-model", default=None, help="save the trained model (.keras)")
@@ -131,23 +149,24 @@ def main(argv=None):
 
         model = keras.saving.load_model(args.load_model)
     else:
-        model = train_model(data_dir, args.train_size, args.epochs, args.seed)
+        model = train_model(data_dir, args.train_size, args.epochs, args.seed, normalize=args.normalize)
         if args.save_model:
             model.save(args.save_model)
     train_seconds = time.time() - start
-    x, y = load_mnist(data_dir, "test")
+    x, y = load_mnist(data_dir, "test", args.normalize)
     x, y = x[: args.test_size], y[: args.test_size]
     results = evaluate(model, x, y, args.fraction, args.seed)
-    results.update(train_size=args.train_size, epochs=args.epochs, train_seconds=round(train_seconds, 1))
+    results.update(normalize=args.normalize, train_size=args.train_size, epochs=args.epochs, train_seconds=round(train_seconds, 1))
     print(json.dumps(results, indent=2))
     print(f"\nTop {args.fraction:.0%} of the 7×7 patches zeroed, mean drop of p(true class) over {len(x)} test images:")
     for method in METHODS:
-        print(f"  {method:10s} {results['drop'][method]:.3f}")
-    print(
-        f"LeGrad mass inside the digit's box: {results['legrad_mass_in_box']:.3f} "
-        f"(box share of the image: {results['box_share_of_image']:.3f}; "
-        f"above it for {results['images_with_mass_above_box_share']:.1%} of the images)"
-    )
+        print(f"  {method:12s} {results['drop'][method]:.3f}")
+    for method in ("legrad", "legrad_last"):
+        print(
+            f"{method} mass inside the digit's box: {results[method + '_mass_in_box']:.3f} "
+            f"(box share of the image: {results['box_share_of_image']:.3f}; "
+            f"above it for {results[method + '_images_with_mass_above_box_share']:.1%} of the images)"
+        )
     if args.out:
         with open(args.out, "w") as f:
             json.dump(results, f, indent=2)

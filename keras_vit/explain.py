@@ -590,7 +590,7 @@ def _class_count(model):
     return int(shape[-1])
 
 
-def legrad(model, images, class_index=None, upsample=True, layer_logits=False, batch_size=16):
+def legrad(model, images, class_index=None, layers=None, layer_logits=False, upsample=True, batch_size=16):
     """LeGrad heatmaps (Bousselham et al. 2024) of a classifier.
 
     For each global-attention block l with map A_l `(B, h, T, T)`:
@@ -606,6 +606,14 @@ def legrad(model, images, class_index=None, upsample=True, layer_logits=False, b
         images: `(B, H, W, C)` or `(H, W, C)`.
         class_index: None (each image's predicted class), an int, or a
             sequence of B ints.
+        layers: blocks summed over: None (all), an index (negative counts
+            from the end), a name, or a list of them. The reference code
+            sums over the last blocks only (e.g. `layers=[-2, -1]`).
+        layer_logits: bool. False: s_c is the model's logit and every E_l
+            comes from one backward pass. True: as in the paper, s_c^l is
+            the logit the model's head gives for block l's output (the
+            later blocks skipped), and E_l = ReLU(∂s_c^l/∂A_l); one pass per
+            block.
         upsample: bool, return the map at image size (bilinear) instead of
             on the patch grid.
         batch_size: images per forward/backward pass.
@@ -615,6 +623,7 @@ def legrad(model, images, class_index=None, upsample=True, layer_logits=False, b
     """
     images = _check_images(model, images)
     structure = _Structure(model, images, "legrad")
+    chosen = [structure.positions[i] for i in structure.resolve_layers(layers)]
     classes = _class_count(model)
     if class_index is not None:
         index = np.atleast_1d(np.asarray(class_index))
@@ -641,10 +650,10 @@ def legrad(model, images, class_index=None, upsample=True, layer_logits=False, b
         if layer_logits:
             grads = [
                 _attention_gradients(model, batch, structure, one_hot, positions=[p], stop_after=p)[0]
-                for p in structure.positions
+                for p in chosen
             ]
         else:
-            grads = _attention_gradients(model, batch, structure, one_hot)
+            grads = _attention_gradients(model, batch, structure, one_hot, positions=chosen)
         total = np.zeros((len(batch), tokens), "float64")
         for grad in grads:
             total += np.maximum(grad, 0.0).mean(axis=(1, 2))  # ReLU, heads, query tokens.
