@@ -19,6 +19,9 @@ def register(subparsers):
     parser.add_argument(
         "--scale", type=float, default=1.0 / 255.0, help="pixel values are multiplied by this (default 1/255)"
     )
+    parser.add_argument(
+        "--label", type=int, nargs="+", default=None, help="true class of each image, shown in the titles"
+    )
     parser.set_defaults(func=run)
 
 
@@ -53,8 +56,18 @@ def run(args):
     input_shape = tuple(model.inputs[0].shape[1:])
     if None in input_shape:
         raise ValueError(f"The model's input size must be fixed to read images for it. Received: {input_shape}")
+    import numpy as np
+
+    from keras_vit.training import read_preprocessing
+
     images = load_images(args.image, input_shape, args.scale)
-    kwargs = {}
+    # A model trained by `keras-vit train` has its normalisation beside it.
+    preprocessing = read_preprocessing(args.model) or {}
+    if preprocessing.get("mean") is not None:
+        images = (images - np.asarray(preprocessing["mean"], "float32")) / np.asarray(preprocessing["std"], "float32")
+    if args.label is not None and len(args.label) != len(args.image):
+        raise ValueError(f"`--label` needs one class per image. Received: --label={args.label}")
+    kwargs = {"labels": args.label, "class_names": preprocessing.get("class_names")}
     if args.method == "legrad":
         kwargs["class_index"] = args.class_index
     elif args.method == "rollout":

@@ -1,5 +1,6 @@
 """Tests of keras_vit.explain and `keras-vit explain`."""
 
+import json
 import os
 
 import keras
@@ -294,6 +295,11 @@ def test_cli_writes_png(model, tmp_path, capsys):
         assert cli_main(["explain", "--model", model_path, "--image", image_path, "--method", method, "--out", out]) == 0
         with open(out, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    with open(tmp_path / "preprocessing.json", "w") as f:
+        json.dump({"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "class_names": list("abcde")}, f)
+    out = str(tmp_path / "normalised.png")
+    assert cli_main(["explain", "--model", model_path, "--image", image_path, "--label", "1", "--out", out]) == 0
+    assert os.path.getsize(out) > 1000
     bad = str(tmp_path / "bad.png")
     assert cli_main(["explain", "--model", model_path, "--image", image_path, "--class-index", "7", "--out", bad]) == 2
     assert "class_index" in capsys.readouterr().err
