@@ -389,7 +389,7 @@ def test_faithfulness_on_mnist(shared_data):
     blocks, which does not pass this test on MNIST) are in the README.
     """
     bench = _faithfulness_module()
-    model = bench.train_model(shared_data, train_size=8000, epochs=3, verbose=0)
+    model = bench.train_model(shared_data, train_size=12000, epochs=3, verbose=0)
     x, y = bench.load_mnist(shared_data, "test")
     results = bench.evaluate(model, x[:100], y[:100], random_draws=3)
     assert results["accuracy"] > 0.8, results
