@@ -7,7 +7,7 @@ export TF_ENABLE_ONEDNN_OPTS := 0
 # Layer and small-ViT tests that also run on the JAX and PyTorch backends.
 BACKEND_TESTS := tests/test_layers.py tests/test_vit.py
 
-.PHONY: demo test test-tf test-backends bench install clean
+.PHONY: demo test test-tf test-backends bench install clean bench-cifar
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,8 +31,31 @@ test: $(VENV)/.installed-test
 	KERAS_BACKEND=jax $(BIN)/python -m pytest $(BACKEND_TESTS) -m "not slow" -q
 	KERAS_BACKEND=torch $(BIN)/python -m pytest $(BACKEND_TESTS) -m "not slow" -q
 
-bench: $(VENV)/.installed
-	$(BIN)/python benchmarks/run_all.py
+# Benchmark contestants: JAX and PyTorch backends and keras-hub in .venv (keras-hub without its
+# text/hub dependencies: importing it needs only regex and tokenizers); timm in its own
+# environment, since it needs another torch.
+TIMM_VENV := benchmarks/.venv-timm
+BENCH_ARGS ?=
+
+$(VENV)/.installed-bench: $(VENV)/.installed
+	$(BIN)/python -m pip install jax "torch==2.13.0"
+	$(BIN)/python -m pip install --no-deps keras-hub tokenizers
+	$(BIN)/python -m pip install regex
+	touch $@
+
+$(TIMM_VENV)/.installed:
+	$(PYTHON) -m venv $(TIMM_VENV)
+	$(TIMM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(TIMM_VENV)/bin/python -m pip install "torch==2.14.1" "torchvision==0.29.1" timm numpy
+	touch $@
+
+bench: $(VENV)/.installed-bench $(TIMM_VENV)/.installed
+	$(BIN)/python benchmarks/run_all.py --timm-python $(TIMM_VENV)/bin/python $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# Small-data table: every registered family trained from scratch on CIFAR-10 with one recipe
+# and a fixed wall-clock budget per model (needs KERAS_VIT_DATA, default ../shared/data).
+bench-cifar: $(VENV)/.installed
+	KERAS_VIT_DATA=$${KERAS_VIT_DATA:-../shared/data} $(BIN)/python benchmarks/cifar_small_data.py $(BENCH_CIFAR_ARGS)

@@ -35,14 +35,22 @@ def _check_weights(weights):
 
 
 def load_weights_file(model, weights):
-    """Loads a `.weights.h5`/`.keras` file into `model`."""
+    """Loads a Keras `.weights.h5`/`.keras` file, or converts a checkpoint, into `model`.
+
+    Checkpoints (`.safetensors`, `.pth`/`.pt`/`.bin`, `.npz` from timm, Hugging
+    Face or the original ViT release) go through `keras_vit.convert.load_checkpoint`.
+    """
+    from keras_vit import convert
+
     path = os.fspath(weights)
     if path.endswith(".weights.h5") or path.endswith(".keras"):
         model.load_weights(path)
         return model
+    if convert.is_checkpoint_path(path):
+        return convert.load_checkpoint(model, path)
     raise ValueError(
-        "`weights` must be a Keras `.weights.h5` or `.keras` file. "
-        f"Received: weights={path!r}"
+        "`weights` must be a Keras `.weights.h5` or `.keras` file, or a checkpoint "
+        f"({', '.join(convert.CHECKPOINT_EXTENSIONS)}). Received: weights={path!r}"
     )
 
 
@@ -89,8 +97,12 @@ def VisionTransformer(
         num_heads: int, attention heads; must divide `hidden_dim`.
         mlp_dim: int, inner width of each MLP.
         include_top: bool, whether to include the classification head.
-        weights: None (random initialisation) or the path of a Keras weights
-            file (`.weights.h5` / `.keras`) for this architecture.
+        weights: None (random initialisation), the path of a Keras weights
+            file (`.weights.h5` / `.keras`) for this architecture, or of a
+            timm / Hugging Face / original-ViT checkpoint (`.safetensors`,
+            `.pth`, `.bin`, `.npz`), converted on load; its position table is
+            resampled to this input size and a head with another number of
+            classes is left freshly initialised (fine-tuning).
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: `(H, W, C)`; defaults to `(224, 224, 3)`.
         pooling: "token" (class token), "avg", "max", or None (return all
@@ -204,7 +216,11 @@ def VisionTransformer(
             x = keras.layers.Average(name="head_average")([x, x_dist])
         if classifier_activation is not None:
             x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    source = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor) or inputs
+    if input_tensor is None:
+        source = inputs
+    else:
+        sources = keras.utils.get_source_inputs(inputs)
+        source = sources[0] if len(sources) == 1 else sources
     model = keras.Model(source, x, name=name)
     if weights is not None:
         load_weights_file(model, weights)

@@ -3,6 +3,7 @@
 import ast
 import json
 import os
+import sys
 
 
 def register(subparsers):
@@ -170,6 +171,9 @@ def run_predict(args):
     images = np.stack([read_image(p, height, width, channels) for p in args.images])
     if prep:
         images = (images - np.asarray(prep["mean"], "float32")) / np.asarray(prep["std"], "float32")
+    else:
+        print(f"keras-vit predict: no {training.PREPROCESSING_FILE} beside the model: "
+              "feeding images scaled to [0, 1] without normalisation", file=sys.stderr)
     outputs = np.asarray(model.predict(images, verbose=0), "float64")
     if not training.outputs_probabilities(model):
         outputs = np.exp(outputs - outputs.max(-1, keepdims=True))

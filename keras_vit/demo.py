@@ -39,8 +39,8 @@ DEMO_CONFIG = {
         "dropout": 0.1,
         "classes": 10,
     },
-    "data": {"batch_size": 32, "validation_split": 0.0, "augment": False, "seed": 0},
-    "fit": {"epochs": 30, "learning_rate": 2e-3, "weight_decay": 0.05, "warmup_fraction": 0.1},
+    "data": {"batch_size": 64, "validation_split": 0.0, "augment": False, "seed": 0},
+    "fit": {"epochs": 25, "learning_rate": 3e-3, "weight_decay": 0.05, "warmup_fraction": 0.1},
 }
 TARGET_ACCURACY = 0.95
 

@@ -180,7 +180,7 @@ def evaluate_model(model, dataset):
         count += len(labels)
     if not count:
         raise ValueError("The dataset to evaluate is empty. Received: examples=0")
-    return {"loss": total_loss / count, "accuracy": correct / count, "examples": count}
+    return {"loss": float(total_loss / count), "accuracy": correct / count, "examples": count}
 
 
 def preprocessing_config(bundle, source=None):

@@ -106,26 +106,26 @@ def test_interrupted_training_resumes(tmp_path, capsys):
     assert training.resume_epoch(out) == 2
     assert _history_epochs(out) == [0, 1]
 
-    recorder = _EpochRecorder()
-    result = training.train(**args, callbacks=[recorder])
-    assert recorder.epochs == [2, 3]  # resumed at the third epoch, not from scratch
-    assert _history_epochs(out) == [0, 1, 2, 3]
-    assert len(result["history"].history["loss"]) == 2
-    # The optimizer state came back too: 4 epochs × 6 steps in all, so the schedule continued.
-    assert int(result["model"].optimizer.iterations) == 24
-    assert training.resume_epoch(out) == 0
-    assert os.path.isfile(os.path.join(out, "model.keras"))
-    assert result["metrics"]["examples"] == 16
-
-    # The CLI resumes the same way.
-    out2 = str(tmp_path / "run2")
-    with pytest.raises(RuntimeError):
-        training.train(**{**args, "out_dir": out2}, callbacks=[_Interrupt(0)])
+    # Rerunning the same command resumes at the third epoch instead of starting again.
     rc = main(["train", "--model", MODEL, "--data", source, "--epochs", "4", "--batch-size", "8",
-               "--validation-split", "0", "--out", out2, *TINY])
+               "--validation-split", "0", "--out", out, *TINY])
     assert rc == 0
-    assert "Resuming an interrupted run at epoch 2/4" in capsys.readouterr().out
-    assert _history_epochs(out2) == [0, 1, 2, 3]
+    assert "Resuming an interrupted run at epoch 3/4" in capsys.readouterr().out
+    assert _history_epochs(out) == [0, 1, 2, 3]
+    assert training.resume_epoch(out) == 0
+    model = keras.saving.load_model(os.path.join(out, "model.keras"))
+    # The optimizer state came back too: 4 epochs × 6 steps in all, so the schedule continued.
+    assert int(model.optimizer.iterations) == 24
+
+    # Fine-tuning a saved model file keeps its architecture and restarts the count.
+    out2 = str(tmp_path / "run2")
+    recorder = _EpochRecorder()
+    result = training.train(model_file=os.path.join(out, "model.keras"), data=source, out_dir=out2, epochs=1,
+                            batch_size=8, validation_split=0.0, callbacks=[recorder], verbose=0)
+    assert recorder.epochs == [0]
+    assert result["model"].count_params() == model.count_params()
+    assert result["metrics"]["examples"] == 16
+    assert os.path.isfile(os.path.join(out2, "model.keras"))
 
 
 def test_failed_save_leaves_no_file(tmp_path):

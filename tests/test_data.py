@@ -144,6 +144,21 @@ def test_image_folder(tmp_path):
     assert small.input_shape == (6, 4, 1) and x.shape == (4, 6, 4, 1)
 
 
+def test_image_folder_with_train_and_test(tmp_path):
+    for split, count in (("train", 4), ("test", 2)):
+        for name in ("cat", "dog"):
+            os.makedirs(tmp_path / split / name)
+            for i in range(count):
+                image = np.full((5, 7, 1), 40 if name == "cat" else 200, np.uint8)
+                tf.io.write_file(str(tmp_path / split / name / f"{i}.png"), tf.io.encode_png(image))
+    bundle = data.load(str(tmp_path), batch_size=8, validation_split=0.0, normalize=False)
+    assert bundle.class_names == ["cat", "dog"] and bundle.input_shape == (5, 7, 1)
+    assert (bundle.num_train, bundle.num_test) == (8, 4)
+    x_test, y_test = _all(bundle.test)
+    np.testing.assert_array_equal(y_test, [0, 0, 1, 1])
+    np.testing.assert_allclose(x_test[:, 0, 0, 0], np.array([40, 40, 200, 200]) / 255.0, rtol=1e-6)
+
+
 def test_tfds_mock():
     tfds = pytest.importorskip("tensorflow_datasets")
     with tfds.testing.mock_data(num_examples=12):
