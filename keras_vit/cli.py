@@ -14,6 +14,7 @@ import sys
 SUBCOMMAND_MODULES = [
     "keras_vit.cli_models",
     "keras_vit.cli_train",
+    "keras_vit.cli_explain",
     "keras_vit.cli_convert",
 
     "keras_vit.cli_translate",
