@@ -8,7 +8,8 @@ gradient clipping at norm 1, random crop (4-pixel padding) and horizontal flip, 
 [0, 1] and standardised per channel. Each model trains for `--budget` seconds of
 wall time, then is scored on the 10,000 test images (`--test-size` scores the first N). Families whose models are not
 registered in this checkout are skipped. The DeiT-distilled student learns from the
-ResNet baseline trained earlier in the same run (hard distillation, DeiT Eq. 3).
+ResNet baseline (or `--teacher-family`) trained earlier in the same run (hard
+distillation, DeiT Eq. 3).
 Writes a Markdown table (and JSON) to `--out`.
 """
 
@@ -151,6 +152,7 @@ def main(argv=None):
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
+    parser.add_argument("--teacher-family", default="resnet", help="family whose model teaches deit_distilled")
     parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step (slow to compile on CPU)")
     parser.add_argument("--max-steps", type=int, default=0, help="stop earlier after this many steps (0: budget only)")
     parser.add_argument("--test-size", type=int, default=10000, help="test images scored (the first N)")
@@ -164,17 +166,18 @@ def main(argv=None):
     data = load_cifar(args.data)
     rows, teacher = [], None
     # The teacher trains first so that the distilled student can use it.
-    order = sorted(families, key=lambda f: (f != "resnet", f == "deit_distilled"))
+    order = sorted(families, key=lambda f: (f != args.teacher_family, f == "deit_distilled"))
     for family in order:
         name = resolve(family)
         if name is None:
             print(f"skip {family}: no registered model matches {FAMILIES[family]}", flush=True)
             continue
         if family == "deit_distilled" and teacher is None:
-            print("skip deit_distilled: needs the resnet family in the same run as its teacher", flush=True)
+            print(f"skip deit_distilled: needs the {args.teacher_family} family in the same run as its teacher",
+                  flush=True)
             continue
         model, row = run_family(family, name, data, args, teacher if family == "deit_distilled" else None)
-        if family == "resnet":
+        if family == args.teacher_family:
             teacher = model
         rows.append(row)
     rows.sort(key=lambda r: list(FAMILIES).index(r["family"]))
