@@ -34,6 +34,7 @@ def _student():
                              classes=CLASSES, distillation=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("distillation_type", ["hard", "soft"])
 def test_distillation_head_learns_the_teachers_labels(distillation_type):
     x, teacher_labels, labels = _data()
