@@ -13,6 +13,7 @@ import sys
 # Modules that add subcommands, in the order they appear in `--help`.
 SUBCOMMAND_MODULES = [
     "keras_vit.cli_models",
+    "keras_vit.cli_train",
     "keras_vit.cli_tune",
 ]
 
