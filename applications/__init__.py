@@ -14,6 +14,21 @@ from keras_vit.applications.vit import (
     ViTTiny16,
     VisionTransformer,
 )
+from keras_vit.applications.t2t_vit import (  # noqa: E402
+    T2T_CONFIGS,
+    T2TViT,
+    T2TViT7,
+    T2TViT10,
+    T2TViT12,
+    T2TViT14,
+    T2TViT19,
+    T2TViT24,
+    T2TViTT14,
+    T2TViTT19,
+    T2TViTT24,
+)
+from keras_vit.applications.deepvit import DEEPVIT_CONFIGS, DeepViT, DeepViT16B, DeepViT24B, DeepViT32B  # noqa: E402
+from keras_vit.applications.cnn_hybrid import CNN_BACKBONES, CNNHybridViT, cnn_stem  # noqa: E402
 
 __all__ = [
     "VIT_CONFIGS",
@@ -31,4 +46,23 @@ __all__ = [
     "list_models",
     "model_config",
     "register_model",
+    "T2T_CONFIGS",
+    "T2TViT",
+    "T2TViT7",
+    "T2TViT10",
+    "T2TViT12",
+    "T2TViT14",
+    "T2TViT19",
+    "T2TViT24",
+    "T2TViTT14",
+    "T2TViTT19",
+    "T2TViTT24",
+    "DEEPVIT_CONFIGS",
+    "DeepViT",
+    "DeepViT16B",
+    "DeepViT24B",
+    "DeepViT32B",
+    "CNN_BACKBONES",
+    "CNNHybridViT",
+    "cnn_stem",
 ]

@@ -1,5 +1,6 @@
 """Reusable Transformer and Vision Transformer layers, written with `keras.ops` only."""
 
+from keras_vit.layers.class_token import ClassToken
 from keras_vit.layers.drop_path import DropPath
 from keras_vit.layers.layer_scale import LayerScale
 from keras_vit.layers.mlp import MLP
@@ -10,10 +11,21 @@ from keras_vit.layers.positional_encoding import (
     sinusoidal_encoding,
     sinusoidal_encoding_2d,
 )
+from keras_vit.layers.re_attention import ReAttention
+from keras_vit.layers.re_attention_block import ReAttentionBlock
+from keras_vit.layers.soft_split import SoftSplit
+from keras_vit.layers.token_performer import TokenPerformer
 from keras_vit.layers.token_pooling import TokenPooling
+from keras_vit.layers.token_transformer import TokenTransformer
 from keras_vit.layers.transformer_block import TransformerBlock
 
 __all__ = [
+    "ClassToken",
+    "ReAttention",
+    "ReAttentionBlock",
+    "SoftSplit",
+    "TokenPerformer",
+    "TokenTransformer",
     "DropPath",
     "LayerScale",
     "MLP",

@@ -1,0 +1,238 @@
+"""DeepViT (Zhou et al., "DeepViT: Towards Deeper Vision Transformer", 2021).
+
+A ViT whose blocks use re-attention (`ReAttention`): the attention maps of
+each layer are mixed across heads by a learned matrix and normalised, which
+keeps deep layers' maps from collapsing onto one another (Sec. 3-4).
+"""
+
+import keras
+import numpy as np
+
+from keras_vit.applications.registry import register_model
+from keras_vit.applications.vit import _check_weights, load_weights_file
+from keras_vit.layers import ClassToken, PatchEncoder, PositionalEncoding, ReAttentionBlock, TokenPooling
+from keras_vit.torch_state import StateDict, check_all_used, load_array, load_layer_norm, load_linear
+
+# The depth study of the paper (Sec. 5): width 384, 12 heads, MLP ratio 3,
+# 16, 24 or 32 re-attention blocks; and a small-data variant for 32×32.
+DEEPVIT_CONFIGS = {
+    "16b": {"hidden_dim": 384, "depth": 16, "num_heads": 12, "mlp_dim": 1152},
+    "24b": {"hidden_dim": 384, "depth": 24, "num_heads": 12, "mlp_dim": 1152},
+    "32b": {"hidden_dim": 384, "depth": 32, "num_heads": 12, "mlp_dim": 1152},
+    "cifar": {"hidden_dim": 192, "depth": 8, "num_heads": 3, "mlp_dim": 384},
+}
+
+_POOLINGS = ("token", "avg", "max", None)
+
+
+def DeepViT(
+    patch_size=16,
+    hidden_dim=384,
+    depth=16,
+    num_heads=12,
+    mlp_dim=1152,
+    head_dim=None,
+    patch_norm=True,
+    include_top=True,
+    weights=None,
+    input_tensor=None,
+    input_shape=None,
+    pooling="token",
+    classes=1000,
+    classifier_activation="softmax",
+    dropout=0.0,
+    attention_dropout=0.0,
+    drop_path_rate=0.0,
+    qkv_bias=False,
+    reattention_norm="layer_norm",
+    layer_norm_epsilon=1e-5,
+    name="deepvit",
+):
+    """Builds a DeepViT.
+
+    Patch embedding, class token and learned E_pos as in ViT (Eq. 1 of
+    Dosovitskiy et al.), then `depth` `ReAttentionBlock`s, LayerNorm, pooling
+    and a linear head. With `patch_norm=True` (vit-pytorch's layout) the
+    flattened patches are layer-normalised before the projection and the
+    embeddings after it; otherwise the plain `PatchEncoder` embeds them.
+
+    Args:
+        patch_size: int P; must divide the image size.
+        hidden_dim: int D.
+        depth: int, re-attention blocks.
+        num_heads: int h.
+        mlp_dim: int, MLP width.
+        head_dim: int or None, per-head width (default D / h).
+        patch_norm: bool, LayerNorm before and after the patch projection.
+        include_top, weights, input_tensor, input_shape, pooling, classes,
+            classifier_activation, name: as in `keras.applications` (see
+            `VisionTransformer`); `input_shape` defaults to (224, 224, 3).
+        dropout: float, after the embedding, attention projection and MLP.
+        attention_dropout: float, on the attention maps.
+        drop_path_rate: float, stochastic depth, rising linearly to this rate.
+        qkv_bias: bool.
+        reattention_norm: "layer_norm" or "none", the Norm of re-attention.
+        layer_norm_epsilon: float.
+
+    Returns:
+        An uncompiled `keras.Model`.
+    """
+    if pooling not in _POOLINGS:
+        raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
+    if include_top and pooling is None:
+        raise ValueError("`include_top=True` needs a `pooling` mode. Received: pooling=None")
+    for arg, value in (("hidden_dim", hidden_dim), ("depth", depth), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
+    if head_dim is None and hidden_dim % num_heads:
+        raise ValueError(
+            "`hidden_dim` must be divisible by `num_heads`. "
+            f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+        )
+    if not isinstance(patch_size, int) or patch_size < 1:
+        raise ValueError(f"`patch_size` must be a positive integer. Received: patch_size={patch_size!r}")
+    if include_top and (not isinstance(classes, (int, np.integer)) or classes < 1):
+        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
+    _check_weights(weights)
+
+    if input_tensor is not None:
+        inputs = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
+        input_shape = tuple(inputs.shape[1:])
+    else:
+        input_shape = tuple(input_shape) if input_shape is not None else (224, 224, 3)
+        if len(input_shape) != 3:
+            raise ValueError(f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}")
+        inputs = keras.Input(shape=input_shape, name="images")
+    height, width, channels = input_shape
+    if height % patch_size or width % patch_size:
+        raise ValueError(
+            f"`patch_size` must divide the image size. Received: patch_size={patch_size}, input_shape={input_shape}"
+        )
+    gh, gw = height // patch_size, width // patch_size
+
+    if patch_norm:
+        # (B, H, W, C) → (B, N, P·P·C), each patch flattened as (row, column, channel).
+        x = keras.layers.Reshape((gh, patch_size, gw, patch_size, channels), name="patchify_split")(inputs)
+        x = keras.layers.Permute((1, 3, 2, 4, 5), name="patchify_permute")(x)
+        x = keras.layers.Reshape((gh * gw, patch_size * patch_size * channels), name="patchify")(x)
+        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="patch_norm_in")(x)
+        x = keras.layers.Dense(hidden_dim, name="patch_projection")(x)
+        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="patch_norm_out")(x)
+        x = ClassToken(initializer=keras.initializers.TruncatedNormal(stddev=0.02), name="class_token")(x)
+        x = PositionalEncoding("learned", max_length=gh * gw + 1, name="position_embedding")(x)
+    else:
+        x = PatchEncoder(patch_size, hidden_dim, name="patch_embed")(inputs)
+    x = keras.layers.Dropout(dropout, name="pos_drop")(x)
+    rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
+    for i in range(depth):
+        x = ReAttentionBlock(
+            num_heads,
+            mlp_dim,
+            normalization=reattention_norm,
+            head_dim=head_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            drop_path=float(rates[i]),
+            qkv_bias=qkv_bias,
+            layer_norm_epsilon=layer_norm_epsilon,
+            name=f"block_{i}",
+        )(x)
+    if pooling in (None, "token"):
+        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")(x)
+    if pooling is not None:
+        x = TokenPooling(pooling, 1, name="pool")(x)
+        if pooling != "token":
+            x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="fc_norm")(x)
+    if include_top:
+        x = keras.layers.Dense(classes, name="head")(x)
+        if classifier_activation is not None:
+            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+    source = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor) or inputs
+    model = keras.Model(source, x, name=name)
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model
+
+
+def _variant(func_name, size, description):
+    def build(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling="token",
+        classes=1000,
+        classifier_activation="softmax",
+        name=func_name.lower(),
+        **kwargs,
+    ):
+        return DeepViT(
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            **{**DEEPVIT_CONFIGS[size], **kwargs},
+        )
+
+    build.__name__ = build.__qualname__ = func_name
+    build.__doc__ = f"""{description}
+
+    See `DeepViT` for the arguments; other keyword arguments override the configuration.
+    """
+    return build
+
+
+DeepViT16B = _variant("DeepViT16B", "16b", "DeepViT-16B: D=384, 16 re-attention blocks, h=12, MLP 1152.")
+DeepViT24B = _variant("DeepViT24B", "24b", "DeepViT-24B: D=384, 24 re-attention blocks, h=12, MLP 1152.")
+DeepViT32B = _variant("DeepViT32B", "32b", "DeepViT-32B: D=384, 32 re-attention blocks, h=12, MLP 1152.")
+
+
+def _register_all():
+    for size in ("16b", "24b", "32b"):
+        register_model(f"deepvit_{size}_patch16_224", DeepViT, **DEEPVIT_CONFIGS[size],
+                       patch_size=16, input_shape=(224, 224, 3))
+    register_model("deepvit_cifar_patch4_depth8_32", DeepViT, **DEEPVIT_CONFIGS["cifar"],
+                   patch_size=4, input_shape=(32, 32, 3), classes=10)
+
+
+_register_all()
+
+
+def load_deepvit_state_dict(model, state_dict):
+    """Copies a `vit_pytorch.deepvit.DeepViT` state dict (name → NumPy array) into `model`.
+
+    Args:
+        model: a `DeepViT` built with `patch_norm=True` and the same sizes.
+        state_dict: mapping from parameter names to arrays.
+
+    Returns:
+        `model`. Raises `ValueError` on a shape mismatch or an unused entry.
+    """
+    state = StateDict(state_dict)
+    load_layer_norm(model.get_layer("patch_norm_in"), state, "to_patch_embedding.1")
+    load_linear(model.get_layer("patch_projection"), state, "to_patch_embedding.2")
+    load_layer_norm(model.get_layer("patch_norm_out"), state, "to_patch_embedding.3")
+    load_array(model.get_layer("class_token").tokens, state, "cls_token")
+    load_array(model.get_layer("position_embedding").embeddings, state, "pos_embedding")
+    depth = sum(1 for layer in model.layers if layer.name.startswith("block_"))
+    for i in range(depth):
+        block, p = model.get_layer(f"block_{i}"), f"transformer.layers.{i}"
+        load_layer_norm(block.norm1, state, f"{p}.0.norm")
+        load_linear(block.attention.qkv, state, f"{p}.0.to_qkv")
+        load_array(block.attention.mixing, state, f"{p}.0.reattn_weights")
+        load_layer_norm(block.attention.head_norm, state, f"{p}.0.reattn_norm.1")
+        load_linear(block.attention.proj, state, f"{p}.0.to_out.0")
+        load_layer_norm(block.norm2, state, f"{p}.1.net.0")
+        load_linear(block.mlp.fc1, state, f"{p}.1.net.1")
+        load_linear(block.mlp.fc2, state, f"{p}.1.net.4")
+    load_layer_norm(model.get_layer("norm"), state, "mlp_head.0")
+    if "head" in [layer.name for layer in model.layers]:
+        load_linear(model.get_layer("head"), state, "mlp_head.1")
+    else:
+        state.used.update({"mlp_head.1.weight", "mlp_head.1.bias"})
+    check_all_used(state)
+    return model
