@@ -56,8 +56,8 @@ def register(subparsers):
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("data", help="data source: tfds:NAME, an image folder or an .npz file with x and y")
-    parser.add_argument("--tuner", choices=("random", "bayesian", "hyperband"), default="random")
-    parser.add_argument("--max-trials", type=int, default=10, help="trials (random and bayesian)")
+    parser.add_argument("--tuner", choices=("random", "bayesian", "hyperband", "grid"), default="random")
+    parser.add_argument("--max-trials", type=int, default=10, help="trials (random, bayesian, grid)")
     parser.add_argument("--epochs", type=int, default=10, help="epochs per trial (hyperband: at most)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--validation-split", type=float, default=0.1)
@@ -69,7 +69,7 @@ def register(subparsers):
         help="search-space override, repeatable: depth=8 (fixed), patch_size=4,8 (choices), "
              "depth=2:12:2 or learning_rate=1e-4:1e-2:log (ranges)",
     )
-    parser.add_argument("--directory", default="tuning", help="search folder; rerunning resumes it")
+    parser.add_argument("--directory", default=os.path.join("runs", "tuning"), help="search folder; rerunning resumes it")
     parser.add_argument("--project-name", default="search")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--export", default="auto", help="path of the best model (.keras); 'none' to skip")

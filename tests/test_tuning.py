@@ -15,7 +15,7 @@ import pytest
 
 from keras_vit import cli
 from keras_vit.cli_tune import parse_hp
-from keras_vit.tuning import ViTHyperModel, patch_size_choices, run_search, search
+from keras_vit.tuning import CNNHybridViTHyperModel, ViTHyperModel, patch_size_choices, run_search, search
 from keras_vit.tuning import distributed
 
 # A tiny search space: every trial trains in seconds on 8×8 images.
@@ -302,9 +302,13 @@ def test_hyperband_and_bayesian_complete(tmp_path):
 
 def test_run_search_rejects_bad_input():
     with pytest.raises(ValueError, match="`tuner` must be one of"):
-        run_search(tiny_data(), tuner="grid", search_space=TINY_SPACE)
+        run_search(tiny_data(), tuner="annealing", search_space=TINY_SPACE)
     with pytest.raises(ValueError, match="`data` must be a source string"):
         run_search(42)
+    with pytest.raises(ValueError, match="A `tf.data.Dataset` needs `validation_data`"):
+        import tensorflow as tf
+
+        run_search(tf.data.Dataset.from_tensor_slices(tiny_data()).batch(8))
     with pytest.raises(ValueError, match="A distributed search needs"):
         env = {k: v for k, v in os.environ.items() if not k.startswith("KERASTUNER_")}
         old = dict(os.environ)
@@ -428,3 +432,36 @@ def test_cli_lists_tune():
     parser = cli.build_parser()
     args = parser.parse_args(["tune", "data.npz", "--hp", "depth=8", "--tuner", "hyperband"])
     assert args.command == "tune" and args.hp == ["depth=8"] and args.tuner == "hyperband"
+
+
+# ---------------------------------------------------------------- CNN-hybrid hypermodel
+
+
+def tiny_cnn():
+    """A fresh 2-layer CNN: 16×16 images → an 8×8×8 feature map."""
+    inputs = keras.Input((16, 16, 3))
+    x = keras.layers.Conv2D(8, 3, strides=2, padding="same", activation="relu", name="stem_conv")(inputs)
+    return keras.Model(inputs, keras.layers.Conv2D(8, 1, name="stem_proj")(x))
+
+
+def test_hybrid_hypermodel_patches_the_feature_map():
+    hypermodel = CNNHybridViTHyperModel((16, 16, 3), 5, backbone=tiny_cnn, depth=1, hidden_dim=32)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    # The 8×8 feature map: patch sizes 1, 2, 4 give 64, 16, 4 tokens; the default is 1×1 (64 tokens).
+    assert hp.get("hybrid/patch_size") == 1 and hypermodel.search_space["patch_size"]["values"] == [1, 2, 4]
+    assert model.get_layer("backbone").output.shape == (None, 8, 8, 8)
+    assert model.get_layer("patch_embed").output.shape == (None, 65, 32)
+    hp = kt.HyperParameters()
+    hp.Fixed("hybrid/patch_size", 4)
+    hp.Fixed("hybrid/num_heads", 2)
+    second = hypermodel.build(hp)
+    assert second.get_layer("patch_embed").output.shape == (None, 5, 32)
+    assert blocks(second)[0].num_heads == 2
+    # Each trial gets a backbone of its own, not the previous trial's weights.
+    kernels = [m.get_layer("backbone").get_layer("stem_conv").kernel for m in (model, second)]
+    assert kernels[0] is not kernels[1]
+    with pytest.raises(ValueError, match="a model instance would share its weights"):
+        CNNHybridViTHyperModel((16, 16, 3), 5, backbone=tiny_cnn())
+    with pytest.raises(ValueError, match=r"must divide the feature-map size 8×8 .*Received: patch_size=\[3\]"):
+        CNNHybridViTHyperModel((16, 16, 3), 5, backbone=tiny_cnn, patch_size=[3])

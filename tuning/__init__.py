@@ -1,6 +1,12 @@
 """KerasTuner hypermodels and the search runner."""
 
-from keras_vit.tuning.hypermodels import SPEC_FORMS, VIT_SEARCH_SPACE, ViTHyperModel, patch_size_choices
+from keras_vit.tuning.hypermodels import (
+    SPEC_FORMS,
+    VIT_SEARCH_SPACE,
+    CNNHybridViTHyperModel,
+    ViTHyperModel,
+    patch_size_choices,
+)
 from keras_vit.tuning.search import (
     TUNERS,
     SearchResult,
@@ -14,6 +20,7 @@ from keras_vit.tuning.search import (
 )
 
 __all__ = [
+    "CNNHybridViTHyperModel",
     "SPEC_FORMS",
     "TUNERS",
     "VIT_SEARCH_SPACE",

@@ -15,7 +15,7 @@ import keras
 import keras_tuner
 import numpy as np
 
-from keras_vit.applications import VisionTransformer
+from keras_vit.applications import CNNHybridViT, VisionTransformer, cnn_stem
 
 SPEC_FORMS = """A search-space entry is one of:
     None                      the hypermodel's default range;
@@ -178,6 +178,7 @@ class ViTHyperModel(keras_tuner.HyperModel):
     """
 
     search_space_defaults = VIT_SEARCH_SPACE
+    _grid_name = "image"
 
     def __init__(self, input_shape, classes, name="vit", loss=None, metrics=None, model_kwargs=None,
                  compile_kwargs=None, **search_space):
@@ -202,7 +203,7 @@ class ViTHyperModel(keras_tuner.HyperModel):
         self.search_space = {**self.search_space_defaults, **search_space}
         for key, spec in self.search_space.items():
             _check_spec(key, spec)
-        image = input_shape[:2]
+        image = self._patch_grid()
         self._patch_choices = patch_size_choices(image)
         if self.search_space["patch_size"] is None:
             self.search_space["patch_size"] = {
@@ -215,15 +216,19 @@ class ViTHyperModel(keras_tuner.HyperModel):
         }
         self._defaults["patch_size"] = _default_patch_size(image, self._patch_choices)
 
+    def _patch_grid(self):
+        """The `(H, W)` that patches tile: the image for a plain ViT."""
+        return self.input_shape[:2]
+
     def _values(self, key):
         return _spec_values(key, self.search_space[key], key in _INTEGER_HPS)
 
     def _check_space(self):
-        height, width = self.input_shape[:2]
+        height, width = self._patch_grid()
         bad = [p for p in self._values("patch_size") if height % p or width % p]
         if bad:
             raise ValueError(
-                f"Every `patch_size` must divide the image size {height}×{width} "
+                f"Every `patch_size` must divide the {self._grid_name} size {height}×{width} "
                 f"(sizes that do: {patch_size_choices((height, width), 1, height * width)}). "
                 f"Received: patch_size={self.search_space['patch_size']!r}"
             )
@@ -252,7 +257,7 @@ class ViTHyperModel(keras_tuner.HyperModel):
                 "`hidden_dim` must be divisible by `num_heads`. "
                 f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
             )
-        model = VisionTransformer(
+        model = self._factory(
             patch_size=int(values["patch_size"]),
             hidden_dim=hidden_dim,
             depth=int(values["depth"]),
@@ -268,6 +273,59 @@ class ViTHyperModel(keras_tuner.HyperModel):
         compile_model(model, values["learning_rate"], values["weight_decay"], self.loss, self.metrics,
                       **self.compile_kwargs)
         return model
+
+
+    def _factory(self, **kwargs):
+        return VisionTransformer(**kwargs)
+
+
+class CNNHybridViTHyperModel(ViTHyperModel):
+    """Searches CNN-hybrid ViTs built by `keras_vit.applications.CNNHybridViT`.
+
+    The ViT of Dosovitskiy et al. (2020, Sec. 3.1) over a CNN's feature map:
+    the same search space as `ViTHyperModel`, except that `patch_size` counts
+    feature-map cells and its default choices are the sizes that divide the
+    feature map (1 included where the map is small enough). The backbone and
+    its stage are fixed per hypermodel (they set the feature-map size).
+
+    Args:
+        input_shape, classes, name, loss, metrics, model_kwargs,
+            compile_kwargs, **search_space: as for `ViTHyperModel`.
+        backbone: a name in `keras_vit.applications.CNN_BACKBONES`, or a
+            function returning a fresh `keras.Model` (each trial needs its own
+            weights, so a model instance is refused).
+        stage: int, the backbone stage whose output is patchified.
+        feature_layer: str, a layer name overriding `stage`.
+        backbone_weights: weights of a named backbone (None, "imagenet" or a
+            file path).
+    """
+
+    _grid_name = "feature-map"
+
+    def __init__(self, input_shape, classes, backbone="resnet50", stage=2, feature_layer=None,
+                 backbone_weights=None, name="hybrid", **kwargs):
+        if isinstance(backbone, keras.Model) or not (isinstance(backbone, str) or callable(backbone)):
+            raise ValueError(
+                "`backbone` must be a backbone name or a function returning a new keras.Model "
+                f"(a model instance would share its weights between trials). Received: backbone={backbone!r}"
+            )
+        self.backbone = backbone
+        self.stage = stage
+        self.feature_layer = feature_layer
+        self.backbone_weights = backbone_weights
+        stem = cnn_stem(self._backbone(), stage, feature_layer, None, tuple(input_shape))
+        self._grid = tuple(int(d) for d in stem.output.shape[1:3])
+        super().__init__(input_shape, classes, name=name, **kwargs)
+
+    def _backbone(self):
+        return self.backbone if isinstance(self.backbone, str) else self.backbone()
+
+    def _patch_grid(self):
+        return self._grid
+
+    def _factory(self, **kwargs):
+        return CNNHybridViT(backbone=self._backbone(), stage=self.stage, feature_layer=self.feature_layer,
+                            backbone_weights=self.backbone_weights, **kwargs)
 
 
 def compile_model(model, learning_rate, weight_decay, loss=None, metrics=None, **compile_kwargs):

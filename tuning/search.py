@@ -27,7 +27,7 @@ from keras_tuner.src.engine import tuner_utils
 from keras_vit.tuning import distributed
 from keras_vit.tuning.hypermodels import ViTHyperModel
 
-TUNERS = ("random", "bayesian", "hyperband")
+TUNERS = ("random", "bayesian", "hyperband", "grid")
 # Extra metrics each trial reports next to the objective.
 SECONDS_METRIC = "trial_seconds"
 PARAMS_METRIC = "num_params"
@@ -179,19 +179,11 @@ def _prepare_data(data, validation_data, classes, batch_size, validation_split, 
 
 
 def _load_source(source, image_size, batch_size, validation_split, seed):
-    try:
-        from keras_vit import data as data_module
-    except ImportError:
-        data_module = None
-    if data_module is not None and hasattr(data_module, "load"):
-        return data_module.load(
-            source, image_size=image_size, batch_size=batch_size, validation_split=validation_split, seed=seed,
-        )
-    # Without the data module, `.npz` files with `x` and `y` arrays still work.
-    if source.endswith(".npz") and os.path.isfile(source):
-        with np.load(source, allow_pickle=False) as arrays:
-            return arrays["x"], arrays["y"]
-    raise ValueError(f"Cannot load the data source (keras_vit.data is unavailable). Received: data={source!r}")
+    from keras_vit import data as data_module
+
+    return data_module.load(
+        source, image_size=image_size, batch_size=batch_size, validation_split=validation_split, seed=seed,
+    )
 
 
 def _is_dataset(obj):
@@ -271,8 +263,12 @@ class Hyperband(_ReportingTuner, keras_tuner.Hyperband):
     pass
 
 
+class GridSearch(_ReportingTuner, keras_tuner.GridSearch):
+    pass
+
+
 def make_tuner(hypermodel, tuner="random", *, objective="val_accuracy", max_trials=10, max_epochs=10,
-               hyperband_factor=3, seed=0, directory="tuning", project_name="search", overwrite=False,
+               hyperband_factor=3, seed=0, directory=os.path.join("runs", "tuning"), project_name="search", overwrite=False,
                hyperparameters=None, strategy=None, executions_per_trial=1, lease_seconds=60.0,
                heartbeat_seconds=5.0):
     """Builds one of `TUNERS` around `hypermodel`."""
@@ -285,6 +281,8 @@ def make_tuner(hypermodel, tuner="random", *, objective="val_accuracy", max_tria
         made = RandomSearch(max_trials=max_trials, **common)
     elif tuner == "bayesian":
         made = BayesianOptimization(max_trials=max_trials, **common)
+    elif tuner == "grid":
+        made = GridSearch(max_trials=max_trials, **common)
     elif tuner == "hyperband":
         made = Hyperband(max_epochs=max_epochs, factor=hyperband_factor, **common)
     else:
@@ -456,7 +454,7 @@ def run_search(
     hyperparameters=None,
     search_space=None,
     compile_kwargs=None,
-    directory="tuning",
+    directory=os.path.join("runs", "tuning"),
     project_name="search",
     overwrite=False,
     export_path="auto",
@@ -486,7 +484,8 @@ def run_search(
         validation_data: arrays or a dataset for the objective; for arrays it
             defaults to a `validation_split` hold-out of `data`.
         classes: number of classes (inferred from arrays and bundles).
-        tuner: "random", "bayesian" or "hyperband".
+        tuner: "random", "bayesian", "hyperband" or "grid" (every
+            combination of the choices, up to `max_trials`).
         objective: the metric to optimise, e.g. "val_accuracy".
         max_trials: trials for random search and Bayesian optimisation.
         epochs: epochs per trial (Hyperband: the most epochs of any model).
