@@ -204,7 +204,11 @@ def VisionTransformer(
             x = keras.layers.Average(name="head_average")([x, x_dist])
         if classifier_activation is not None:
             x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    source = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor) or inputs
+    if input_tensor is None:
+        source = inputs
+    else:
+        sources = keras.utils.get_source_inputs(inputs)
+        source = sources[0] if len(sources) == 1 else sources
     model = keras.Model(source, x, name=name)
     if weights is not None:
         load_weights_file(model, weights)

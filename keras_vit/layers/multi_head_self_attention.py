@@ -90,7 +90,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self.supports_masking = False
 
-    def build(self, input_shape, context_shape=None):
+    def build(self, inputs_shape, context_shape=None):
+        input_shape = inputs_shape
         hidden_dim = input_shape[-1]
         if hidden_dim is None:
             raise ValueError(
@@ -227,8 +228,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             return out, scores
         return out
 
-    def compute_output_shape(self, input_shape, context_shape=None):
-        return (*input_shape[:-1], self.output_dim or input_shape[-1])
+    def compute_output_shape(self, inputs_shape, context_shape=None):
+        return (*inputs_shape[:-1], self.output_dim or inputs_shape[-1])
 
     def get_config(self):
         config = super().get_config()
