@@ -34,6 +34,8 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--hidden-dim", type=int, default=32)
     parser.add_argument("--num-heads", type=int, default=2)
+    parser.add_argument("--patch-sizes", default="4,8", help="comma-separated; a subset splits the grid over processes")
+    parser.add_argument("--depths", default="8,12")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
@@ -49,14 +51,16 @@ def main():
         x_test, y_test = test["x"][:args.test_size], test["y"][:args.test_size].astype("int32")
 
     space = {
-        "patch_size": [4, 8], "depth": [8, 12],
+        "patch_size": [int(v) for v in args.patch_sizes.split(",")],
+        "depth": [int(v) for v in args.depths.split(",")],
         "hidden_dim": args.hidden_dim, "num_heads": args.num_heads, "mlp_ratio": 2.0,
         "dropout": 0.0, "drop_path_rate": 0.1, "learning_rate": 1e-3, "weight_decay": 0.05,
     }
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     result = run_search(
-        (x_train, y_train), validation_data=(x_val, y_val), tuner="grid", max_trials=4,
+        (x_train, y_train), validation_data=(x_val, y_val), tuner="grid",
+        max_trials=len(space["patch_size"]) * len(space["depth"]),
         epochs=args.epochs, batch_size=args.batch_size, early_stopping_patience=None,
         search_space=space, directory=args.out, project_name="search", overwrite=args.overwrite,
         export_path=None, seed=0, verbose=2,

@@ -268,8 +268,8 @@ class GridSearch(_ReportingTuner, keras_tuner.GridSearch):
 
 
 def make_tuner(hypermodel, tuner="random", *, objective="val_accuracy", max_trials=10, max_epochs=10,
-               hyperband_factor=3, seed=0, directory=os.path.join("runs", "tuning"), project_name="search", overwrite=False,
-               hyperparameters=None, strategy=None, executions_per_trial=1, lease_seconds=60.0,
+               hyperband_factor=3, seed=0, directory=os.path.join("runs", "tuning"), project_name="search",
+               overwrite=False, hyperparameters=None, strategy=None, executions_per_trial=1, lease_seconds=60.0,
                heartbeat_seconds=5.0):
     """Builds one of `TUNERS` around `hypermodel`."""
     common = dict(
