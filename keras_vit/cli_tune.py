@@ -69,7 +69,8 @@ def register(subparsers):
         help="search-space override, repeatable: depth=8 (fixed), patch_size=4,8 (choices), "
              "depth=2:12:2 or learning_rate=1e-4:1e-2:log (ranges)",
     )
-    parser.add_argument("--directory", default=os.path.join("runs", "tuning"), help="search folder; rerunning resumes it")
+    parser.add_argument("--directory", default=os.path.join("runs", "tuning"),
+                        help="search folder; rerunning resumes it")
     parser.add_argument("--project-name", default="search")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--export", default="auto", help="path of the best model (.keras); 'none' to skip")

@@ -161,9 +161,11 @@ def test_patch_size_choices_divide_the_image():
 
 
 def test_invalid_spaces_raise():
-    with pytest.raises(ValueError, match=r"Every `patch_size` must divide the image size 32×32 .*Received: patch_size=\[4, 5\]"):
+    message = r"Every `patch_size` must divide the image size 32×32 .*Received: patch_size=\[4, 5\]"
+    with pytest.raises(ValueError, match=message):
         ViTHyperModel((32, 32, 3), 10, patch_size=[4, 5])
-    with pytest.raises(ValueError, match=r"these pairs are not: \[\(64, 3\)\]. Received: hidden_dim=64, num_heads=\[2, 3\]"):
+    message = r"these pairs are not: \[\(64, 3\)\]. Received: hidden_dim=64, num_heads=\[2, 3\]"
+    with pytest.raises(ValueError, match=message):
         ViTHyperModel((32, 32, 3), 10, hidden_dim=64, num_heads=[2, 3])
     with pytest.raises(ValueError, match=r"Unknown hyperparameters \['heads'\]"):
         ViTHyperModel((32, 32, 3), 10, heads=4)
@@ -275,7 +277,8 @@ def test_random_search_three_trials_complete_and_report(tmp_path):
         assert float(row["num_params"]) == params
     with open(result.markdown_path) as f:
         table = f.read().splitlines()
-    assert table[0].startswith("| trial | status | vit/patch_size") and table[0].endswith("| val_accuracy | parameters | seconds |")
+    assert table[0].startswith("| trial | status | vit/patch_size")
+    assert table[0].endswith("| val_accuracy | parameters | seconds |")
     assert len(table) == 5
     assert os.path.getsize(result.plot_path) > 1000
     best = max(result.tuner.oracle.trials.values(), key=lambda t: t.score)
@@ -465,3 +468,16 @@ def test_hybrid_hypermodel_patches_the_feature_map():
         CNNHybridViTHyperModel((16, 16, 3), 5, backbone=tiny_cnn())
     with pytest.raises(ValueError, match=r"must divide the feature-map size 8×8 .*Received: patch_size=\[3\]"):
         CNNHybridViTHyperModel((16, 16, 3), 5, backbone=tiny_cnn, patch_size=[3])
+
+
+def test_best_epoch_metrics_average_the_best_epochs():
+    runs = []
+    for logs in ({"val_accuracy": [0.5, 0.8, 0.7], "val_loss": [1.0, 0.4, 0.6]},
+                 {"val_accuracy": [0.6, 0.55], "val_loss": [0.9, 0.8]}):
+        history = keras.callbacks.History()
+        history.history = logs
+        runs.append(history)
+    metrics = search.best_epoch_metrics(runs, kt.Objective("val_accuracy", "max"))
+    assert metrics == pytest.approx({"val_accuracy": (0.8 + 0.6) / 2, "val_loss": (0.4 + 0.9) / 2})
+    metrics = search.best_epoch_metrics(runs, kt.Objective("val_loss", "min"))
+    assert metrics == pytest.approx({"val_accuracy": (0.8 + 0.55) / 2, "val_loss": (0.4 + 0.8) / 2})

@@ -22,7 +22,6 @@ import warnings
 import keras
 import keras_tuner
 import numpy as np
-from keras_tuner.src.engine import tuner_utils
 
 from keras_vit.tuning import distributed
 from keras_vit.tuning.hypermodels import ViTHyperModel
@@ -223,7 +222,7 @@ class _ReportingTuner:
 
     def run_trial(self, trial, *args, **kwargs):
         histories = super().run_trial(trial, *args, **kwargs)
-        metrics = dict(tuner_utils.convert_to_metrics_dict(histories, self.oracle.objective))
+        metrics = best_epoch_metrics(histories, self.oracle.objective)
         metrics[SECONDS_METRIC] = time.perf_counter() - self._trial_start
         metrics[PARAMS_METRIC] = self._num_params
         return metrics
@@ -249,6 +248,17 @@ class _ReportingTuner:
         # One short line appended at once, so processes sharing the directory do not interleave.
         with open(os.path.join(self.project_dir, "events.jsonl"), "a") as log:
             log.write(json.dumps(record) + "\n")
+
+
+def best_epoch_metrics(histories, objective):
+    """The metrics of each run's best epoch (by `objective`), averaged over runs."""
+    best = []
+    for history in histories:
+        logs = history.history
+        scores = np.asarray(logs[objective.name], dtype="float64")
+        epoch = int(np.nanargmax(scores) if objective.direction == "max" else np.nanargmin(scores))
+        best.append({name: float(values[epoch]) for name, values in logs.items()})
+    return {name: float(np.mean([run[name] for run in best])) for name in best[0]}
 
 
 class RandomSearch(_ReportingTuner, keras_tuner.RandomSearch):
@@ -587,7 +597,10 @@ def run_search(
 
 
 def _export_best(search_tuner, trial, export_path):
-    path = os.path.join(search_tuner.project_dir, "best_model.keras") if export_path == "auto" else os.fspath(export_path)
+    if export_path == "auto":
+        path = os.path.join(search_tuner.project_dir, "best_model.keras")
+    else:
+        path = os.fspath(export_path)
     try:
         with warnings.catch_warnings():
             # The checkpoint holds the optimizer state; the export needs only the weights.
