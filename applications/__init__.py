@@ -29,6 +29,13 @@ from keras_vit.applications.t2t_vit import (  # noqa: E402
 )
 from keras_vit.applications.deepvit import DEEPVIT_CONFIGS, DeepViT, DeepViT16B, DeepViT24B, DeepViT32B  # noqa: E402
 from keras_vit.applications.cnn_hybrid import CNN_BACKBONES, CNNHybridViT, cnn_stem  # noqa: E402
+from keras_vit.applications.transformer import (
+    TRANSFORMER_CONFIGS,
+    Seq2SeqTransformer,
+    Transformer,
+    TransformerBase,
+    TransformerBig,
+)
 
 __all__ = [
     "VIT_CONFIGS",
@@ -65,4 +72,9 @@ __all__ = [
     "CNN_BACKBONES",
     "CNNHybridViT",
     "cnn_stem",
+    "TRANSFORMER_CONFIGS",
+    "Seq2SeqTransformer",
+    "Transformer",
+    "TransformerBase",
+    "TransformerBig",
 ]

@@ -18,6 +18,8 @@ from keras_vit.layers.token_performer import TokenPerformer
 from keras_vit.layers.token_pooling import TokenPooling
 from keras_vit.layers.token_transformer import TokenTransformer
 from keras_vit.layers.transformer_block import TransformerBlock
+from keras_vit.layers.token_embedding import TokenEmbedding
+from keras_vit.layers.transformer_decoder_block import TransformerDecoderBlock
 
 __all__ = [
     "ClassToken",
@@ -34,6 +36,8 @@ __all__ = [
     "PositionalEncoding",
     "TokenPooling",
     "TransformerBlock",
+    "TokenEmbedding",
+    "TransformerDecoderBlock",
     "resample_position_embedding",
     "sinusoidal_encoding",
     "sinusoidal_encoding_2d",

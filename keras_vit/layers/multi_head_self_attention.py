@@ -50,10 +50,21 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         return_attention_scores: bool, whether to also return the scores
             `(B, h, T, S)`.
         training: bool, dropout switch.
+        cache: optional key/value cache `(B, 2, S, h, d_k)` for incremental
+            decoding. For self-attention, the new keys and values of
+            `inputs` are written into it at `cache_update_index` and the
+            queries attend to the cache slots `≤ cache_update_index + t`
+            (causal by construction; `use_causal_mask` is then ignored).
+            For cross-attention with `cache_update_index=None`, the cache
+            holds the projected keys/values of the context (see
+            `compute_key_value_cache`) and `context` is not needed.
+        cache_update_index: int or scalar tensor, position in the cache of
+            the first token of `inputs`.
 
     Returns:
         `(B, T, output_dim)`, or `(outputs, scores)` when
-        `return_attention_scores=True`.
+        `return_attention_scores=True`. With a `cache`, the updated cache is
+        appended: `(outputs, cache)` or `(outputs, scores, cache)`.
     """
 
     def __init__(
@@ -200,6 +211,42 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         out = ops.einsum("bhts,bshd->bthd", self.attn_drop(scores, training=training), v)
         return out, scores
 
+    def compute_key_value_cache(self, context):
+        """Projected keys and values `(B, 2, S, h, d_k)` of `context`.
+
+        For cross-attention this is computed once per source sequence and
+        reused at every decoding step (the encoder output does not change).
+        """
+        if self.cross_attention:
+            k, v = self._split_heads(self.key_value(context), 2)
+        else:
+            _, k, v = self._split_heads(self.qkv(context), 3)
+        return ops.stack([k, v], axis=1)
+
+    def _cached_qkv(self, inputs, context, cache, cache_update_index):
+        """Q, K, V and the new cache and key mask for incremental decoding."""
+        if self.cross_attention and cache_update_index is None:
+            (q,) = self._split_heads(self.query(inputs), 1)
+            return q, cache[:, 0], cache[:, 1], cache, None
+        if cache_update_index is None:
+            raise ValueError(
+                "`cache_update_index` is required with a self-attention `cache`. "
+                "Received: cache_update_index=None"
+            )
+        q, k_new, v_new = self.project_qkv(inputs, context)
+        index = ops.cast(cache_update_index, "int32")
+        zero = ops.zeros((), "int32")
+        start = (zero, index, zero, zero)
+        k = ops.slice_update(cache[:, 0], start, ops.cast(k_new, cache.dtype))
+        v = ops.slice_update(cache[:, 1], start, ops.cast(v_new, cache.dtype))
+        cache = ops.stack([k, v], axis=1)
+        # Query t (at absolute position index + t) sees cache slots ≤ index + t.
+        t, s = ops.shape(q)[1], ops.shape(k)[1]
+        allowed = ops.less_equal(
+            ops.arange(s, dtype="int32")[None, :], index + ops.arange(t, dtype="int32")[:, None]
+        )
+        return q, k, v, cache, allowed[None, None]
+
     def call(
         self,
         inputs,
@@ -209,8 +256,19 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         use_causal_mask=False,
         return_attention_scores=False,
         training=None,
+        cache=None,
+        cache_update_index=None,
     ):
-        q, k, v = self.project_qkv(inputs, context)
+        if cache is not None:
+            q, k, v, cache, allowed = self._cached_qkv(
+                inputs, context, cache, cache_update_index
+            )
+            if allowed is not None:
+                mask = self._expand_mask(attention_mask)
+                attention_mask = allowed if mask is None else ops.logical_and(mask, allowed)
+            use_causal_mask = False
+        else:
+            q, k, v = self.project_qkv(inputs, context)
         out, scores = self.attend(
             q,
             k,
@@ -224,9 +282,10 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         shape = ops.shape(out)
         out = ops.reshape(out, (shape[0], shape[1], self.num_heads * self._head_dim))
         out = self.proj_drop(self.proj(out), training=training)
-        if return_attention_scores:
-            return out, scores
-        return out
+        outputs = (out, scores) if return_attention_scores else (out,)
+        if cache is not None:
+            outputs = outputs + (cache,)
+        return outputs if len(outputs) > 1 else out
 
     def compute_output_shape(self, inputs_shape, context_shape=None):
         return (*inputs_shape[:-1], self.output_dim or inputs_shape[-1])

