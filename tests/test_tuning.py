@@ -15,7 +15,14 @@ import pytest
 
 from keras_vit import cli
 from keras_vit.cli_tune import parse_hp
-from keras_vit.tuning import CNNHybridViTHyperModel, ViTHyperModel, patch_size_choices, run_search, search
+from keras_vit.tuning import (
+    CNNHybridViTHyperModel,
+    TransformerHyperModel,
+    ViTHyperModel,
+    patch_size_choices,
+    run_search,
+    search,
+)
 from keras_vit.tuning import distributed
 
 # A tiny search space: every trial trains in seconds on 8×8 images.
@@ -481,3 +488,45 @@ def test_best_epoch_metrics_average_the_best_epochs():
     assert metrics == pytest.approx({"val_accuracy": (0.8 + 0.6) / 2, "val_loss": (0.4 + 0.9) / 2})
     metrics = search.best_epoch_metrics(runs, kt.Objective("val_loss", "min"))
     assert metrics == pytest.approx({"val_accuracy": (0.8 + 0.55) / 2, "val_loss": (0.4 + 0.8) / 2})
+
+
+# ---------------------------------------------------------------- seq2seq Transformer hypermodel
+
+
+def test_transformer_hypermodel_defaults_and_fixed():
+    hypermodel = TransformerHyperModel(40)
+    hp = kt.HyperParameters()
+    model = hypermodel.build(hp)
+    assert (model.num_layers, model.hidden_dim, model.num_heads, model.mlp_dim) == (3, 256, 4, 1024)
+    schedule = model.optimizer.get_config()["learning_rate"]
+    assert schedule["config"] == {"hidden_dim": 256, "warmup_steps": 4000, "scale": 1.0}
+    hp = kt.HyperParameters()
+    hp.Fixed("transformer/num_layers", 1)
+    hp.Fixed("transformer/hidden_dim", 128)
+    hp.Fixed("transformer/num_heads", 8)
+    hp.Fixed("transformer/mlp_ratio", 2.0)
+    model = hypermodel.build(hp)
+    assert (model.num_layers, model.hidden_dim, model.num_heads, model.mlp_dim) == (1, 128, 8, 256)
+    with pytest.raises(ValueError, match=r"these pairs are not: \[\(100, 8\)\]"):
+        TransformerHyperModel(40, hidden_dim=[100], num_heads=[2, 4, 8])
+
+
+def test_transformer_search_on_token_data(tmp_path):
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    source = rng.integers(3, 20, (48, 6))
+    target = np.concatenate([np.ones((48, 1), "int64"), source[:, ::-1], np.full((48, 1), 2)], axis=1)
+
+    def pairs(rows):
+        inputs = {"encoder_inputs": source[rows], "decoder_inputs": target[rows, :-1]}
+        return tf.data.Dataset.from_tensor_slices((inputs, target[rows, 1:])).batch(16)
+
+    hypermodel = TransformerHyperModel(20, num_layers=1, hidden_dim=32, num_heads=[2, 4], mlp_ratio=2.0,
+                                       warmup_steps=1000)
+    result = run_search(pairs(slice(0, 32)), hypermodel, validation_data=pairs(slice(32, 48)),
+                        objective="val_masked_accuracy", max_trials=2, epochs=1, directory=str(tmp_path),
+                        export_path=None, verbose=0)
+    assert trial_statuses(result.tuner.project_dir) == {"0": "COMPLETED", "1": "COMPLETED"}
+    assert {row["transformer/num_heads"] for row in result.rows} <= {2, 4}
+    assert all(0.0 <= row["objective"] <= 1.0 for row in result.rows)

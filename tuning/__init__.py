@@ -2,8 +2,10 @@
 
 from keras_vit.tuning.hypermodels import (
     SPEC_FORMS,
+    TRANSFORMER_SEARCH_SPACE,
     VIT_SEARCH_SPACE,
     CNNHybridViTHyperModel,
+    TransformerHyperModel,
     ViTHyperModel,
     patch_size_choices,
 )
@@ -22,7 +24,9 @@ from keras_vit.tuning.search import (
 __all__ = [
     "CNNHybridViTHyperModel",
     "SPEC_FORMS",
+    "TRANSFORMER_SEARCH_SPACE",
     "TUNERS",
+    "TransformerHyperModel",
     "VIT_SEARCH_SPACE",
     "SearchResult",
     "ViTHyperModel",

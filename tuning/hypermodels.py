@@ -15,7 +15,7 @@ import keras
 import keras_tuner
 import numpy as np
 
-from keras_vit.applications import CNNHybridViT, VisionTransformer, cnn_stem
+from keras_vit.applications import CNNHybridViT, Transformer, VisionTransformer, cnn_stem
 
 SPEC_FORMS = """A search-space entry is one of:
     None                      the hypermodel's default range;
@@ -41,7 +41,20 @@ VIT_SEARCH_SPACE = {
     "learning_rate": {"min_value": 1e-4, "max_value": 3e-3, "sampling": "log", "default": 1e-3},
     "weight_decay": {"min_value": 1e-4, "max_value": 1e-1, "sampling": "log", "default": 0.05},
 }
-_INTEGER_HPS = ("patch_size", "depth", "num_heads", "hidden_dim")
+# The seq2seq Transformer (Vaswani et al. 2017): layers N, d_model, heads h,
+# d_ff as a ratio of d_model, P_drop, and the paper's learning-rate schedule
+# (Eq. 3) through its warm-up and a scale.
+TRANSFORMER_SEARCH_SPACE = {
+    "num_layers": {"min_value": 1, "max_value": 6, "step": 1, "default": 3},
+    "num_heads": {"values": [2, 4, 8], "default": 4},
+    "hidden_dim": {"values": [128, 256, 512], "default": 256},
+    "mlp_ratio": {"values": [2.0, 4.0], "default": 4.0},
+    "dropout": {"min_value": 0.0, "max_value": 0.3, "step": 0.1, "default": 0.1},
+    "label_smoothing": {"values": [0.0, 0.1], "default": 0.1},
+    "warmup_steps": {"values": [1000, 4000], "default": 4000},
+    "learning_rate_scale": {"min_value": 0.25, "max_value": 2.0, "sampling": "log", "default": 1.0},
+}
+_INTEGER_HPS = ("patch_size", "depth", "num_heads", "hidden_dim", "num_layers", "warmup_steps")
 # Parameters that AdamW leaves out of weight decay (biases, norms, tokens and
 # position embeddings), as timm and DeiT do.
 _NO_DECAY = ["bias", "gamma", "beta", "token", "position_embedding"]
@@ -339,3 +352,82 @@ def compile_model(model, learning_rate, weight_decay, loss=None, metrics=None, *
         **compile_kwargs,
     )
     return model
+
+
+class TransformerHyperModel(keras_tuner.HyperModel):
+    """Searches seq2seq Transformers built by `keras_vit.applications.Transformer`.
+
+    Searched (defaults in `TRANSFORMER_SEARCH_SPACE`): `num_layers` (N),
+    `num_heads` (h), `hidden_dim` (d_model, divisible by every head count),
+    `mlp_ratio` (d_ff = ratio × d_model), `dropout` (P_drop),
+    `label_smoothing`, `warmup_steps` and `learning_rate_scale` of the
+    schedule of Vaswani et al. (2017, Eq. 3). Compiled with
+    `keras_vit.translation.compile_translator`; the objective to use is
+    "val_masked_accuracy" (or "val_loss"). Names live under `name`.
+
+    Args:
+        vocabulary_size: int, (shared) source vocabulary size.
+        target_vocabulary_size: int or None.
+        name: str, the name scope (and model name).
+        model_kwargs: dict of fixed `Transformer` arguments (`norm_first`,
+            `share_embeddings`, ...).
+        **search_space: entries overriding the default ranges (see `SPEC_FORMS`).
+    """
+
+    search_space_defaults = TRANSFORMER_SEARCH_SPACE
+
+    def __init__(self, vocabulary_size, target_vocabulary_size=None, name="transformer", model_kwargs=None,
+                 **search_space):
+        super().__init__(name=name, tunable=True)
+        if not isinstance(vocabulary_size, (int, np.integer)) or vocabulary_size < 2:
+            raise ValueError(f"`vocabulary_size` must be an integer >= 2. Received: vocabulary_size={vocabulary_size!r}")
+        unknown = set(search_space) - set(self.search_space_defaults)
+        if unknown:
+            raise ValueError(
+                f"Unknown hyperparameters {sorted(unknown)}; searchable: "
+                f"{sorted(self.search_space_defaults)}. Received: {search_space}"
+            )
+        self.vocabulary_size = int(vocabulary_size)
+        self.target_vocabulary_size = target_vocabulary_size
+        self.model_kwargs = dict(model_kwargs or {})
+        self.search_space = {**self.search_space_defaults, **search_space}
+        for key, spec in self.search_space.items():
+            _check_spec(key, spec)
+        hidden = _spec_values("hidden_dim", self.search_space["hidden_dim"], True)
+        heads = _spec_values("num_heads", self.search_space["num_heads"], True)
+        bad = [(d, h) for d in hidden for h in heads if d % h]
+        if bad:
+            raise ValueError(
+                "Every `hidden_dim` must be divisible by every `num_heads` so that no sampled configuration "
+                f"is invalid; these pairs are not: {bad[:5]}. Received: hidden_dim="
+                f"{self.search_space['hidden_dim']!r}, num_heads={self.search_space['num_heads']!r}"
+            )
+
+    def declare_space(self, hp):
+        """Declares every hyperparameter in `hp`'s `self.name` scope; returns their values."""
+        values = {}
+        with hp.name_scope(self.name):
+            for key, spec in self.search_space.items():
+                default = self.search_space_defaults[key].get("default")
+                values[key] = declare(hp, key, spec, default=default, integer=key in _INTEGER_HPS)
+        return values
+
+    def build(self, hp):
+        from keras_vit.translation import compile_translator
+
+        values = self.declare_space(hp)
+        hidden_dim = int(values["hidden_dim"])
+        model = Transformer(
+            vocabulary_size=self.vocabulary_size,
+            target_vocabulary_size=self.target_vocabulary_size,
+            num_layers=int(values["num_layers"]),
+            hidden_dim=hidden_dim,
+            num_heads=int(values["num_heads"]),
+            mlp_dim=int(round(float(values["mlp_ratio"]) * hidden_dim)),
+            dropout=float(values["dropout"]),
+            **{"name": self.name, **self.model_kwargs},
+        )
+        compile_translator(model, warmup_steps=int(values["warmup_steps"]),
+                           learning_rate_scale=float(values["learning_rate_scale"]),
+                           label_smoothing=float(values["label_smoothing"]))
+        return model

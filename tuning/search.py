@@ -135,7 +135,8 @@ def _with_channels(x):
     return x[..., None] if x.ndim == 3 else x
 
 
-def _prepare_data(data, validation_data, classes, batch_size, validation_split, image_size, seed):
+def _prepare_data(data, validation_data, classes, batch_size, validation_split, image_size, seed,
+                  classes_required=True):
     if isinstance(data, (str, os.PathLike)):
         data = _load_source(os.fspath(data), image_size, batch_size, validation_split, seed)
     if image_size is not None and isinstance(data, tuple) and isinstance(data[0], np.ndarray):
@@ -167,10 +168,11 @@ def _prepare_data(data, validation_data, classes, batch_size, validation_split, 
     if _is_dataset(data):
         if validation_data is None:
             raise ValueError("A `tf.data.Dataset` needs `validation_data` (a dataset of the same structure).")
-        if classes is None:
+        if classes is None and classes_required:
             raise ValueError("A `tf.data.Dataset` needs `classes` (the number of classes).")
         spec = data.element_spec[0]
-        return _Data((data,), {"validation_data": validation_data}, tuple(spec.shape[1:]), int(classes))
+        shape = tuple(spec.shape[1:]) if hasattr(spec, "shape") else None
+        return _Data((data,), {"validation_data": validation_data}, shape, classes)
     raise ValueError(
         "`data` must be a source string, a keras_vit.data bundle, an (x, y) pair of arrays or a "
         f"batched tf.data.Dataset. Received: data of type {type(data).__name__}"
@@ -277,13 +279,23 @@ class GridSearch(_ReportingTuner, keras_tuner.GridSearch):
     pass
 
 
+def _objective(objective):
+    # KerasTuner infers directions only for the metrics it knows; any
+    # "...accuracy" (e.g. "val_masked_accuracy") is maximised, a "...loss" minimised.
+    if isinstance(objective, str) and objective.endswith("accuracy"):
+        return keras_tuner.Objective(objective, "max")
+    if isinstance(objective, str) and objective.endswith("loss"):
+        return keras_tuner.Objective(objective, "min")
+    return objective
+
+
 def make_tuner(hypermodel, tuner="random", *, objective="val_accuracy", max_trials=10, max_epochs=10,
                hyperband_factor=3, seed=0, directory=os.path.join("runs", "tuning"), project_name="search",
                overwrite=False, hyperparameters=None, strategy=None, executions_per_trial=1, lease_seconds=60.0,
                heartbeat_seconds=5.0):
     """Builds one of `TUNERS` around `hypermodel`."""
     common = dict(
-        hypermodel=hypermodel, objective=objective, seed=seed, hyperparameters=hyperparameters,
+        hypermodel=hypermodel, objective=_objective(objective), seed=seed, hyperparameters=hyperparameters,
         directory=directory, project_name=project_name, overwrite=overwrite,
         distribution_strategy=strategy, executions_per_trial=executions_per_trial,
     )
@@ -489,8 +501,10 @@ def run_search(
             `validation`, `num_classes`, `input_shape`), an `(x, y)` pair of
             arrays (uint8 images are scaled to [0, 1]), or a batched
             `tf.data.Dataset` of `(images, labels)`.
-        hypermodel: a `keras_tuner.HyperModel`; defaults to a `ViTHyperModel`
-            for the data's image shape and classes, with `search_space`.
+        hypermodel: a `keras_tuner.HyperModel` (`ViTHyperModel`,
+            `CNNHybridViTHyperModel`, `TransformerHyperModel`, your own);
+            defaults to a `ViTHyperModel` for the data's image shape and
+            classes, with `search_space`.
         validation_data: arrays or a dataset for the objective; for arrays it
             defaults to a `validation_split` hold-out of `data`.
         classes: number of classes (inferred from arrays and bundles).
@@ -544,7 +558,8 @@ def run_search(
             role = "chief" if distributed.is_chief() else "worker"
         prepared = None
         if role != "chief" or hypermodel is None:
-            prepared = _prepare_data(data, validation_data, classes, batch_size, validation_split, image_size, seed)
+            prepared = _prepare_data(data, validation_data, classes, batch_size, validation_split, image_size, seed,
+                                     classes_required=hypermodel is None)
         if hypermodel is None:
             hypermodel = ViTHyperModel(prepared.input_shape, prepared.classes, compile_kwargs=compile_kwargs,
                                        **(search_space or {}))
