@@ -523,7 +523,7 @@ def test_transformer_search_on_token_data(tmp_path):
         return tf.data.Dataset.from_tensor_slices((inputs, target[rows, 1:])).batch(16)
 
     hypermodel = TransformerHyperModel(20, num_layers=1, hidden_dim=32, num_heads=[2, 4], mlp_ratio=2.0,
-                                       warmup_steps=1000)
+                                       warmup_steps=1000, run_eagerly=True)
     result = run_search(pairs(slice(0, 32)), hypermodel, validation_data=pairs(slice(32, 48)),
                         objective="val_masked_accuracy", max_trials=2, epochs=1, directory=str(tmp_path),
                         export_path=None, verbose=0)

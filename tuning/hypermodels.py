@@ -371,13 +371,14 @@ class TransformerHyperModel(keras_tuner.HyperModel):
         name: str, the name scope (and model name).
         model_kwargs: dict of fixed `Transformer` arguments (`norm_first`,
             `share_embeddings`, ...).
+        run_eagerly: bool, train without graph compilation (tiny data).
         **search_space: entries overriding the default ranges (see `SPEC_FORMS`).
     """
 
     search_space_defaults = TRANSFORMER_SEARCH_SPACE
 
     def __init__(self, vocabulary_size, target_vocabulary_size=None, name="transformer", model_kwargs=None,
-                 **search_space):
+                 run_eagerly=False, **search_space):
         super().__init__(name=name, tunable=True)
         if not isinstance(vocabulary_size, (int, np.integer)) or vocabulary_size < 2:
             raise ValueError(f"`vocabulary_size` must be an integer >= 2. Received: vocabulary_size={vocabulary_size!r}")
@@ -390,6 +391,7 @@ class TransformerHyperModel(keras_tuner.HyperModel):
         self.vocabulary_size = int(vocabulary_size)
         self.target_vocabulary_size = target_vocabulary_size
         self.model_kwargs = dict(model_kwargs or {})
+        self.run_eagerly = bool(run_eagerly)
         self.search_space = {**self.search_space_defaults, **search_space}
         for key, spec in self.search_space.items():
             _check_spec(key, spec)
@@ -430,4 +432,5 @@ class TransformerHyperModel(keras_tuner.HyperModel):
         compile_translator(model, warmup_steps=int(values["warmup_steps"]),
                            learning_rate_scale=float(values["learning_rate_scale"]),
                            label_smoothing=float(values["label_smoothing"]))
+        model.run_eagerly = self.run_eagerly
         return model
