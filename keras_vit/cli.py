@@ -18,6 +18,8 @@ SUBCOMMAND_MODULES = [
     "keras_vit.cli_convert",
 
     "keras_vit.cli_translate",
+
+    "keras_vit.cli_tune",
 ]
 
 

@@ -1,1 +1,41 @@
 """KerasTuner hypermodels and the search runner."""
+
+from keras_vit.tuning.hypermodels import (
+    SPEC_FORMS,
+    TRANSFORMER_SEARCH_SPACE,
+    VIT_SEARCH_SPACE,
+    CNNHybridViTHyperModel,
+    TransformerHyperModel,
+    ViTHyperModel,
+    patch_size_choices,
+)
+from keras_vit.tuning.search import (
+    TUNERS,
+    SearchResult,
+    make_tuner,
+    markdown_table,
+    resolve_mixed_precision,
+    results_rows,
+    run_search,
+    select_strategy,
+    write_results,
+)
+
+__all__ = [
+    "CNNHybridViTHyperModel",
+    "SPEC_FORMS",
+    "TRANSFORMER_SEARCH_SPACE",
+    "TUNERS",
+    "TransformerHyperModel",
+    "VIT_SEARCH_SPACE",
+    "SearchResult",
+    "ViTHyperModel",
+    "make_tuner",
+    "markdown_table",
+    "patch_size_choices",
+    "resolve_mixed_precision",
+    "results_rows",
+    "run_search",
+    "select_strategy",
+    "write_results",
+]
