@@ -14,7 +14,7 @@ def test_demo_reaches_target_accuracy(tmp_path):
     assert result["test_accuracy"] >= demo.TARGET_ACCURACY
     assert result["max_reload_diff"] < 1e-5
     assert os.path.isfile(tmp_path / "vit_digits.keras")
-    assert sorted(os.listdir(tmp_path)) == ["metrics.json", "preprocessing.json", "vit_digits.keras"]
+    assert sorted(os.listdir(tmp_path)) == ["explanation.png", "metrics.json", "preprocessing.json", "vit_digits.keras"]
     with open(tmp_path / "metrics.json") as f:
         saved = json.load(f)
     np.testing.assert_allclose(saved["test_accuracy"], result["test_accuracy"])
