@@ -59,5 +59,7 @@ clean:
 
 # Small-data table: every registered family trained from scratch on CIFAR-10 with one recipe
 # and a fixed wall-clock budget per model (needs KERAS_VIT_DATA, default ../shared/data).
+# oneDNN on: TensorFlow's CPU convolutions (ResNet, hybrids) are several times slower without it.
 bench-cifar: $(VENV)/.installed
-	KERAS_VIT_DATA=$${KERAS_VIT_DATA:-../shared/data} $(BIN)/python benchmarks/cifar_small_data.py $(BENCH_CIFAR_ARGS)
+	TF_ENABLE_ONEDNN_OPTS=1 KERAS_VIT_DATA=$${KERAS_VIT_DATA:-../shared/data} \
+		$(BIN)/python benchmarks/cifar_small_data.py $(BENCH_CIFAR_ARGS)

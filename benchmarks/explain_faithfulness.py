@@ -23,10 +23,15 @@ import time
 
 import numpy as np
 
-# name → (explain method, options); "legrad_last" sums LeGrad over the last block only.
+# name → (explain method, options). "legrad": one backward pass from the
+# model's logit, summed over all blocks; "legrad_last": the last block only;
+# "legrad_layer_logits": the paper's per-block logits (the head applied to each
+# block's output), summed over all blocks; "..._last2": over the last two.
 METHODS = {
     "legrad": ("legrad", {}),
     "legrad_last": ("legrad", {"layers": -1}),
+    "legrad_layer_logits": ("legrad", {"layer_logits": True}),
+    "legrad_layer_logits_last2": ("legrad", {"layer_logits": True, "layers": [-2, -1]}),
     "rollout": ("rollout", {}),
     "attention": ("attention", {}),
     "random": (None, {}),
@@ -115,7 +120,7 @@ def evaluate(model, x, y, fraction=0.2, seed=0, random_draws=5):
             drop = explain.deletion_test(model, x, y, grids[method], fraction)
         results["drop"][method] = float(drop.mean())
         results["seconds"][method] = round(time.time() - start, 1)
-    for method in ("legrad", "legrad_last"):
+    for method in (m for m in METHODS if m.startswith("legrad")):
         heat = explain._upsample(grids[method], x.shape[1:3])
         inside, uniform = bounding_box_share(heat, x)
         results[f"{method}_mass_in_box"] = float(inside.mean())
@@ -161,7 +166,7 @@ def main(argv=None):
     print(f"\nTop {args.fraction:.0%} of the 7×7 patches zeroed, mean drop of p(true class) over {len(x)} test images:")
     for method in METHODS:
         print(f"  {method:12s} {results['drop'][method]:.3f}")
-    for method in ("legrad", "legrad_last"):
+    for method in (m for m in METHODS if m.startswith("legrad")):
         print(
             f"{method} mass inside the digit's box: {results[method + '_mass_in_box']:.3f} "
             f"(box share of the image: {results['box_share_of_image']:.3f}; "

@@ -13,6 +13,7 @@ held-out CIFAR-10 test images. Writes `results.{csv,md,png}` and
 import argparse
 import json
 import os
+import subprocess
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -20,7 +21,9 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
 import numpy as np  # noqa: E402
 
-from keras_vit.tuning import run_search  # noqa: E402
+import keras  # noqa: E402
+
+from keras_vit.tuning import gpu_devices, run_search  # noqa: E402
 
 
 def main():
@@ -34,6 +37,7 @@ def main():
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--hidden-dim", type=int, default=32)
     parser.add_argument("--num-heads", type=int, default=2)
+    parser.add_argument("--learning-rate", type=float, default=1e-3)
     parser.add_argument("--patch-sizes", default="4,8", help="comma-separated; a subset splits the grid over processes")
     parser.add_argument("--depths", default="8,12")
     parser.add_argument("--overwrite", action="store_true")
@@ -54,7 +58,7 @@ def main():
         "patch_size": [int(v) for v in args.patch_sizes.split(",")],
         "depth": [int(v) for v in args.depths.split(",")],
         "hidden_dim": args.hidden_dim, "num_heads": args.num_heads, "mlp_ratio": 2.0,
-        "dropout": 0.0, "drop_path_rate": 0.1, "learning_rate": 1e-3, "weight_decay": 0.05,
+        "dropout": 0.0, "drop_path_rate": 0.1, "learning_rate": args.learning_rate, "weight_decay": 0.05,
     }
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
@@ -68,6 +72,8 @@ def main():
     search_seconds = time.perf_counter() - start
 
     tuner = result.tuner
+    gpus = gpu_devices()
+    device = f"{len(gpus)} GPU ({_gpu_name()})" if gpus else f"CPU only ({os.cpu_count()} cores)"
     x_test = x_test.astype("float32") / 255.0
     lines = [
         "| patch | depth | tokens | parameters | val accuracy (best epoch) | test accuracy | seconds per trial |",
@@ -98,7 +104,8 @@ def main():
         f"CIFAR-10 subset: {len(x_train)} training, {len(x_val)} validation (from train.npz), "
         f"{len(x_test)} test images (test.npz); {args.epochs} epochs per trial, batch {args.batch_size}; "
         f"fixed: hidden {args.hidden_dim}, {args.num_heads} heads (width {args.hidden_dim // args.num_heads}), "
-        "MLP ratio 2, AdamW lr 1e-3, weight decay 0.05, dropout 0, stochastic depth 0.1; "
+        f"MLP ratio 2, AdamW lr {args.learning_rate:g}, weight decay 0.05, dropout 0, stochastic depth 0.1; "
+        f"Keras backend {keras.backend.backend()}, {device}, mixed precision {'on' if result.mixed_precision else 'off'}; "
         f"search wall time {search_seconds:.0f} s."
     )
     with open(os.path.join(args.out, "summary.md"), "w") as f:
@@ -107,6 +114,15 @@ def main():
         json.dump({"setup": setup, "trials": records}, f, indent=2)
     print(setup)
     print("\n".join(lines))
+
+
+def _gpu_name():
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
+                             capture_output=True, text=True, timeout=30)
+        return out.stdout.strip().splitlines()[0]
+    except (OSError, IndexError, subprocess.SubprocessError):
+        return "unknown"
 
 
 if __name__ == "__main__":

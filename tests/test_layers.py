@@ -132,6 +132,15 @@ class TestMultiHeadSelfAttention:
         np.testing.assert_allclose(fused, ops.convert_to_numpy(explicit), atol=ATOL)
         np.testing.assert_allclose(ops.convert_to_numpy(scores)[0, :, :, 3], 0.0, atol=1e-6)
 
+    def test_fused_kernel_choice_skips_cudnn_for_odd_lengths_on_jax(self):
+        odd, even = ops.zeros((1, 17, 2, 8)), ops.zeros((1, 16, 2, 8))
+        choose = MultiHeadSelfAttention._flash_attention
+        if keras.backend.backend() == "jax":
+            assert choose(odd, odd) is False and choose(even, odd) is False
+            assert choose(even, even) is None
+        else:
+            assert choose(odd, odd) is None and choose(even, even) is None
+
     def test_config_roundtrip(self):
         layer = MultiHeadSelfAttention(num_heads=3, head_dim=5, qkv_bias=False, attention_dropout=0.1)
         clone = roundtrip(layer)

@@ -240,6 +240,27 @@ def test_strategy_and_mixed_precision_follow_the_devices(monkeypatch):
     assert search.select_strategy() is None and search.resolve_mixed_precision() is False
 
 
+def test_gpu_devices_on_each_backend(monkeypatch):
+    import jax
+    import torch
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert search.gpu_devices() == ["cuda:0", "cuda:1"]
+    # Keras places the model on the first GPU; MirroredStrategy is TensorFlow's.
+    assert search.select_strategy() is None and search.resolve_mixed_precision() is True
+
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    monkeypatch.setattr(jax, "devices", lambda kind=None: ["gpu0"] if kind == "gpu" else [])
+    assert search.gpu_devices() == ["gpu0"]
+
+    def no_gpu_platform(kind=None):
+        raise RuntimeError("Unknown backend: 'gpu' requested, but no platforms that are instances of gpu are present.")
+
+    monkeypatch.setattr(jax, "devices", no_gpu_platform)
+    assert search.gpu_devices() == [] and search.resolve_mixed_precision() is False
+
+
 def test_run_search_uses_mirrored_strategy_and_mixed_precision_on_gpus(monkeypatch, tmp_path):
     import tensorflow as tf
 

@@ -12,6 +12,7 @@ from keras_vit.tuning.hypermodels import (
 from keras_vit.tuning.search import (
     TUNERS,
     SearchResult,
+    gpu_devices,
     make_tuner,
     markdown_table,
     resolve_mixed_precision,
@@ -30,6 +31,7 @@ __all__ = [
     "VIT_SEARCH_SPACE",
     "SearchResult",
     "ViTHyperModel",
+    "gpu_devices",
     "make_tuner",
     "markdown_table",
     "patch_size_choices",

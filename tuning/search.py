@@ -36,26 +36,43 @@ PARAMS_METRIC = "num_params"
 
 
 def gpu_devices():
-    """The physical GPUs TensorFlow sees (an empty list on other backends or without GPUs)."""
-    if keras.backend.backend() != "tensorflow":
-        return []
-    import tensorflow as tf
+    """The GPUs the active Keras backend sees (an empty list without GPUs).
 
-    return list(tf.config.list_physical_devices("GPU"))
+    TensorFlow: its physical GPU devices. JAX: `jax.devices("gpu")`. PyTorch:
+    one entry per CUDA device. Keras places models on the first GPU by itself;
+    several GPUs are used together on TensorFlow (see `select_strategy`).
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return list(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        try:
+            return list(jax.devices("gpu"))
+        except RuntimeError:  # no GPU platform in this jaxlib
+            return []
+    if backend == "torch":
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return []
 
 
 def select_strategy(gpus=None):
     """A `tf.distribute` strategy for the GPUs found, or None for the default device.
 
     Several GPUs: `MirroredStrategy` over all of them (data parallel, one
-    replica per GPU). One GPU or none: None (Keras places the model on the GPU
-    by itself when there is one).
+    replica per GPU) on TensorFlow. One GPU or none, or another backend: None
+    (Keras places the model on the first GPU by itself).
 
     Args:
         gpus: list of physical devices; defaults to `gpu_devices()`.
     """
     gpus = gpu_devices() if gpus is None else list(gpus)
-    if len(gpus) < 2:
+    if len(gpus) < 2 or keras.backend.backend() != "tensorflow":
         return None
     import tensorflow as tf
 

@@ -204,7 +204,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
                 )
                 mask = None
             out = ops.dot_product_attention(
-                q, k, v, bias=attention_bias, mask=mask, scale=scale
+                q, k, v, bias=attention_bias, mask=mask, scale=scale,
+                flash_attention=self._flash_attention(q, k),
             )
             return out, None
         logits = ops.einsum("bthd,bshd->bhts", q, k) * ops.cast(scale, q.dtype)
@@ -217,6 +218,23 @@ class MultiHeadSelfAttention(keras.layers.Layer):
         scores = ops.cast(scores, q.dtype)
         out = ops.einsum("bhts,bshd->bthd", self.attn_drop(scores, training=training), v)
         return out, scores
+
+    @staticmethod
+    def _flash_attention(q, k):
+        """None (let Keras choose the kernel), or False where it must not try cuDNN.
+
+        On JAX with a GPU, Keras picks cuDNN's fused kernel whenever the
+        forward shapes qualify, but its backward pass refuses odd sequence
+        lengths (a ViT's N patches + 1 class token): Keras then logs a
+        traceback per layer and falls back to XLA. Asking for XLA up front
+        gives the same numbers without the failed attempt.
+        """
+        if keras.backend.backend() != "jax":
+            return None
+        t, s = q.shape[1], k.shape[1]
+        if t is None or s is None or t % 2 or s % 2:
+            return False
+        return None
 
     def compute_key_value_cache(self, context):
         """Projected keys and values `(B, 2, S, h, d_k)` of `context`.
