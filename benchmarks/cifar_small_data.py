@@ -6,8 +6,8 @@ Recipe (the same for every model): AdamW (lr 1e-3, weight decay 0.05), batch 128
 cosine decay over the wall-clock budget (the learning rate follows elapsed time),
 gradient clipping at norm 1, random crop (4-pixel padding) and horizontal flip, inputs scaled to
 [0, 1] and standardised per channel. Each model trains for `--budget` seconds of
-wall time after its first (graph-tracing) step, then is scored on the 10,000 test images (`--test-size` scores the first N). Families whose models are not
-registered in this checkout are skipped. The DeiT-distilled student learns from the
+wall time after its first (graph-tracing) step, then is scored on the 10,000 test images (`--test-size` scores the first N). Swin and MViTv2, which have no
+registered 32×32 model, use the small configurations in `SMALL_32`. The DeiT-distilled student learns from the
 ResNet baseline (or `--teacher-family`) trained earlier in the same run (hard
 distillation, DeiT Eq. 3).
 Writes a Markdown table (and JSON) to `--out`.
@@ -39,6 +39,16 @@ FAMILIES = {
     "deepvit": ["deepvit_cifar*"],
     "mvitv2": ["mvitv2*cifar*", "mvitv2*_32"],
     "cnn_hybrid": ["vit_hybrid_resnet50_cifar*"],
+}
+# Families with no registered 32×32 model: a small 32×32 configuration of the
+# family's factory, about the size of the CIFAR ViT (patch 2 → 16×16 tokens,
+# three stages at 16, 8 and 4 tokens a side).
+SMALL_32 = {
+    "swin": ("swin_cifar_p2_w4_32", "SwinTransformer", {
+        "patch_size": 2, "embed_dim": 64, "depths": (2, 2, 2), "num_heads": (2, 4, 8), "window_size": 4}),
+    "mvitv2": ("mvitv2_cifar_p2_32", "MViTv2", {
+        "embed_dim": 64, "depths": (1, 2, 3), "num_heads": 1, "kv_stride": 4, "patch_kernel_size": 3,
+        "patch_stride": 2}),
 }
 MEAN = np.array([0.4914, 0.4822, 0.4465], "float32")
 STD = np.array([0.2470, 0.2435, 0.2616], "float32")
@@ -74,6 +84,8 @@ def resolve(family):
         names = list_models(pattern)
         if names:
             return names[0]
+    if family in SMALL_32:
+        return SMALL_32[family][0]
     return None
 
 
@@ -83,6 +95,12 @@ def build(family, name):
                                            classifier_activation=None)
     if family == "deit_distilled":
         return get_model(name, classes=10, classifier_activation=None, distillation=True)
+    if family in SMALL_32 and name == SMALL_32[family][0]:
+        import keras_vit.applications as apps
+
+        _, factory, config = SMALL_32[family]
+        return getattr(apps, factory)(input_shape=(32, 32, 3), classes=10, classifier_activation=None,
+                                      name=name, **config)
     return get_model(name, classes=10, classifier_activation=None)
 
 
