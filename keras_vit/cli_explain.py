@@ -14,6 +14,12 @@ def register(subparsers):
     parser.add_argument("--out", required=True, help="output figure, e.g. explanation.png")
     parser.add_argument("--class-index", type=int, default=None, help="class to explain (legrad); default: the predicted one")
     parser.add_argument("--layer", type=int, default=-1, help="block whose attention is shown (attention)")
+    parser.add_argument(
+        "--legrad-layers",
+        nargs="+",
+        default=None,
+        help="blocks LeGrad sums over: 'all' or block indices (negative from the end); default: the last two",
+    )
     parser.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"), help="(rollout)")
     parser.add_argument("--discard-ratio", type=float, default=0.0, help="(rollout)")
     parser.add_argument(
@@ -70,6 +76,7 @@ def run(args):
     kwargs = {"labels": args.label, "class_names": preprocessing.get("class_names")}
     if args.method == "legrad":
         kwargs["class_index"] = args.class_index
+        kwargs["layers"] = _legrad_layers(args.legrad_layers)
     elif args.method == "rollout":
         kwargs.update(head_fusion=args.head_fusion, discard_ratio=args.discard_ratio)
     else:
@@ -77,3 +84,15 @@ def run(args):
     save_explanation_figure(model, images, args.out, method=args.method, **kwargs)
     print(f"wrote {args.out}")
     return 0
+
+
+def _legrad_layers(values):
+    """`--legrad-layers` as `legrad`'s `layers`: None, "all" or a list of ints."""
+    if values is None or values == ["all"]:
+        return None if values is None else "all"
+    try:
+        return [int(value) for value in values]
+    except ValueError:
+        raise ValueError(
+            f"`--legrad-layers` takes 'all' or block indices. Received: --legrad-layers {' '.join(values)}"
+        ) from None

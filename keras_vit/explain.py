@@ -288,13 +288,13 @@ class _Structure:
         )
 
     def resolve_layers(self, layers):
-        """Block positions for `layers` (indices, negative allowed, or names)."""
+        """Block positions for `layers` (None or "all", indices, negative allowed, or names)."""
         count = len(self.blocks)
-        if layers is None:
+        names = [b.name for b in self.blocks]
+        if layers is None or (isinstance(layers, str) and layers == "all" and "all" not in names):
             return list(range(count))
         if isinstance(layers, (int, np.integer, str)):
             layers = [layers]
-        names = [b.name for b in self.blocks]
         chosen = []
         for layer in layers:
             if isinstance(layer, str):
@@ -590,6 +590,9 @@ def _class_count(model):
     return int(shape[-1])
 
 
+LEGRAD_LAST_BLOCKS = 2
+
+
 def legrad(model, images, class_index=None, layers=None, layer_logits=False, upsample=True, batch_size=16):
     """LeGrad heatmaps (Bousselham et al. 2024) of a classifier.
 
@@ -598,17 +601,22 @@ def legrad(model, images, class_index=None, layers=None, layer_logits=False, ups
         E_l = mean over heads and query tokens of ReLU(∂s_c / ∂A_l)
 
     where s_c is the logit of class c (the input of the final softmax). The
-    map is Σ_l E_l over the patch tokens, min-max scaled to [0, 1] per image
-    and upsampled to the image.
+    map is Σ_l E_l over the patch tokens of the chosen blocks, min-max scaled
+    to [0, 1] per image and upsampled to the image.
+
+    By default the sum runs over the last `LEGRAD_LAST_BLOCKS` (2) blocks, as
+    in the authors' reference code (`layer_index=-2`). The first blocks'
+    gradients are far larger and, measured on MNIST, point at the blank
+    background: summed over all blocks the map ranks patches whose removal
+    hurts the prediction less than random ones (README, "Faithfulness").
 
     Args:
         model: a ViT-family classifier (`include_top=True`).
         images: `(B, H, W, C)` or `(H, W, C)`.
         class_index: None (each image's predicted class), an int, or a
             sequence of B ints.
-        layers: blocks summed over: None (all), an index (negative counts
-            from the end), a name, or a list of them. The reference code
-            sums over the last blocks only (e.g. `layers=[-2, -1]`).
+        layers: blocks summed over: None (the last two), "all", an index
+            (negative counts from the end), a name, or a list of them.
         layer_logits: bool. False: s_c is the model's logit and every E_l
             comes from one backward pass. True: as in the paper, s_c^l is
             the logit the model's head gives for block l's output (the
@@ -623,7 +631,10 @@ def legrad(model, images, class_index=None, layers=None, layer_logits=False, ups
     """
     images = _check_images(model, images)
     structure = _Structure(model, images, "legrad")
-    chosen = [structure.positions[i] for i in structure.resolve_layers(layers)]
+    indices = structure.resolve_layers(layers)
+    if layers is None:
+        indices = indices[-LEGRAD_LAST_BLOCKS:]
+    chosen = [structure.positions[i] for i in indices]
     classes = _class_count(model)
     if class_index is not None:
         index = np.atleast_1d(np.asarray(class_index))
@@ -1048,18 +1059,27 @@ def plot_position_embedding_similarity(similarity):
 
 
 def explain(
-    model, images, method="legrad", class_index=None, layer=-1, head_fusion="mean", discard_ratio=0.0, upsample=True
+    model,
+    images,
+    method="legrad",
+    class_index=None,
+    layer=-1,
+    head_fusion="mean",
+    discard_ratio=0.0,
+    upsample=True,
+    layers=None,
 ):
     """One heatmap per image by `method`: "legrad", "rollout" or "attention".
 
-    "attention" is the class token's attention at block `layer`, averaged
-    over heads (without a class token, the mean attention the patches get).
+    "legrad" sums over the blocks `layers` (see `legrad`). "attention" is the
+    class token's attention at block `layer`, averaged over heads (without a
+    class token, the mean attention the patches get).
 
     Returns:
         float32 `(B, H, W)` in [0, 1], or `(B, gh, gw)` with `upsample=False`.
     """
     if method == "legrad":
-        return legrad(model, images, class_index=class_index, upsample=upsample)
+        return legrad(model, images, class_index=class_index, layers=layers, upsample=upsample)
     if method == "rollout":
         return attention_rollout(
             model, images, head_fusion=head_fusion, discard_ratio=discard_ratio, upsample=upsample
@@ -1122,7 +1142,7 @@ def save_explanation_figure(model, images, path, method="legrad", labels=None, c
 
 
 _METHOD_OPTIONS = {
-    "legrad": ("class_index",),
+    "legrad": ("class_index", "layers"),
     "rollout": ("head_fusion", "discard_ratio"),
     "attention": ("layer",),
 }

@@ -195,6 +195,17 @@ def test_legrad_properties(model):
     np.testing.assert_allclose(per_image[1], second[0], atol=1e-5)
 
 
+def test_legrad_sums_over_the_last_two_blocks_by_default():
+    model = tiny_vit(depth=3)
+    x = images(2)
+    default = explain.legrad(model, x, class_index=1, upsample=False)
+    np.testing.assert_allclose(default, explain.legrad(model, x, class_index=1, layers=[1, 2], upsample=False))
+    every = explain.legrad(model, x, class_index=1, layers="all", upsample=False)
+    np.testing.assert_allclose(every, explain.legrad(model, x, class_index=1, layers=[-3, -2, -1], upsample=False))
+    assert np.abs(every - default).max() > 1e-3
+    np.testing.assert_allclose(explain.explain(model, x, class_index=1, layers="all", upsample=False), every)
+
+
 def test_works_after_save_and_load(model, tmp_path):
     path = str(tmp_path / "vit.keras")
     model.save(path)
@@ -300,9 +311,13 @@ def test_cli_writes_png(model, tmp_path, capsys):
     out = str(tmp_path / "normalised.png")
     assert cli_main(["explain", "--model", model_path, "--image", image_path, "--label", "1", "--out", out]) == 0
     assert os.path.getsize(out) > 1000
+    out = str(tmp_path / "all_blocks.png")
+    assert cli_main(["explain", "--model", model_path, "--image", image_path, "--legrad-layers", "all", "--out", out]) == 0
     bad = str(tmp_path / "bad.png")
     assert cli_main(["explain", "--model", model_path, "--image", image_path, "--class-index", "7", "--out", bad]) == 2
     assert "class_index" in capsys.readouterr().err
+    assert cli_main(["explain", "--model", model_path, "--image", image_path, "--legrad-layers", "last", "--out", bad]) == 2
+    assert "--legrad-layers last" in capsys.readouterr().err
     assert not os.path.exists(bad)
     with pytest.raises(SystemExit):
         cli_main(["explain", "--model", model_path, "--image", image_path, "--method", "gradcam", "--out", bad])
@@ -383,16 +398,19 @@ def _faithfulness_module():
 
 @pytest.mark.slow
 def test_faithfulness_on_mnist(shared_data):
-    """Rollout picks patches whose removal hurts the prediction clearly more than random ones.
+    """LeGrad and rollout pick patches whose removal hurts the prediction clearly more than random ones.
 
-    LeGrad does not pass this test on MNIST with [0, 1] pixels (it ranks the
-    blank background, which zeroing cannot remove); its measured numbers are
-    in the README rather than asserted here.
+    And LeGrad puts more of its mass inside the digits' bounding boxes than a
+    uniform map would. (Measured on this model: drops of 0.36 for LeGrad and
+    0.46 for rollout against 0.20 for random patches; box mass 0.40 against a
+    box share of 0.38, on the first 100 test images.)
     """
     bench = _faithfulness_module()
-    model = bench.train_model(shared_data, train_size=12000, epochs=3, verbose=0)
+    model = bench.train_model(shared_data, train_size=30000, epochs=4, verbose=0)
     x, y = bench.load_mnist(shared_data, "test")
-    results = bench.evaluate(model, x[:100], y[:100], random_draws=3)
-    assert results["accuracy"] > 0.8, results
+    results = bench.evaluate(model, x[:200], y[:200], random_draws=3)
+    assert results["accuracy"] > 0.9, results
     drop = results["drop"]
     assert drop["rollout"] > drop["random"] + 0.1, results
+    assert drop["legrad"] > drop["random"] + 0.08, results
+    assert results["mass_in_box"]["legrad"] > results["box_share_of_image"], results
