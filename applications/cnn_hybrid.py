@@ -10,6 +10,7 @@ truncated CNN as its `stem`.
 
 import keras
 
+from keras_vit.applications.common import resolve_input_shape
 from keras_vit.applications.registry import register_model
 from keras_vit.applications.vit import SMALL_DATA_CONFIG, VIT_CONFIGS, VisionTransformer
 
@@ -104,10 +105,9 @@ def CNNHybridViT(
     Returns:
         An uncompiled `keras.Model`.
     """
-    if input_tensor is not None and input_shape is None:
-        input_shape = tuple(input_tensor.shape[1:])
-    if input_shape is None:
-        input_shape = tuple(backbone.input_shape[1:]) if isinstance(backbone, keras.Model) else (224, 224, 3)
+    if input_shape is None and input_tensor is None and isinstance(backbone, keras.Model):
+        input_shape = tuple(backbone.input_shape[1:])
+    input_shape = resolve_input_shape(input_tensor, input_shape)
     stem = cnn_stem(backbone, stage, feature_layer, backbone_weights, input_shape)
     return VisionTransformer(
         patch_size=patch_size,

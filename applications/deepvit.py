@@ -8,8 +8,17 @@ keeps deep layers' maps from collapsing onto one another (Sec. 3-4).
 import keras
 import numpy as np
 
+from keras_vit.applications.common import (
+    TOKEN_POOLINGS,
+    build_model,
+    check_classes,
+    check_heads,
+    check_pooling,
+    check_positive_ints,
+    check_weights,
+    image_inputs,
+)
 from keras_vit.applications.registry import register_model
-from keras_vit.applications.vit import _check_weights, load_weights_file
 from keras_vit.layers import ClassToken, PatchEncoder, PositionalEncoding, ReAttentionBlock, TokenPooling
 from keras_vit.torch_state import StateDict, check_all_used, load_array, load_layer_norm, load_linear
 
@@ -21,8 +30,6 @@ DEEPVIT_CONFIGS = {
     "32b": {"hidden_dim": 384, "depth": 32, "num_heads": 12, "mlp_dim": 1152},
     "cifar": {"hidden_dim": 192, "depth": 8, "num_heads": 3, "mlp_dim": 384},
 }
-
-_POOLINGS = ("token", "avg", "max", None)
 
 
 def DeepViT(
@@ -77,32 +84,18 @@ def DeepViT(
     Returns:
         An uncompiled `keras.Model`.
     """
-    if pooling not in _POOLINGS:
-        raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
-    if include_top and pooling is None:
-        raise ValueError("`include_top=True` needs a `pooling` mode. Received: pooling=None")
-    for arg, value in (("hidden_dim", hidden_dim), ("depth", depth), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
-    if head_dim is None and hidden_dim % num_heads:
-        raise ValueError(
-            "`hidden_dim` must be divisible by `num_heads`. "
-            f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
-        )
+    check_pooling(pooling, include_top, TOKEN_POOLINGS)
+    check_positive_ints(hidden_dim=hidden_dim, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
+    if head_dim is None:
+        check_heads(hidden_dim, num_heads)
     if not isinstance(patch_size, int) or patch_size < 1:
         raise ValueError(f"`patch_size` must be a positive integer. Received: patch_size={patch_size!r}")
-    if include_top and (not isinstance(classes, (int, np.integer)) or classes < 1):
-        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
-    _check_weights(weights)
+    check_classes(classes, include_top)
+    check_weights(weights)
 
+    inputs, input_shape = image_inputs(input_tensor, input_shape)
     if input_tensor is not None:
-        inputs = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
-        input_shape = tuple(inputs.shape[1:])
-    else:
-        input_shape = tuple(input_shape) if input_shape is not None else (224, 224, 3)
-        if len(input_shape) != 3:
-            raise ValueError(f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}")
-        inputs = keras.Input(shape=input_shape, name="images")
+        input_shape = tuple(inputs.shape[1:])  # the patch reshapes follow the tensor's own shape
     height, width, channels = input_shape
     if height % patch_size or width % patch_size:
         raise ValueError(
@@ -147,15 +140,7 @@ def DeepViT(
         x = keras.layers.Dense(classes, name="head")(x)
         if classifier_activation is not None:
             x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    if input_tensor is None:
-        source = inputs
-    else:
-        sources = keras.utils.get_source_inputs(inputs)
-        source = sources[0] if len(sources) == 1 else sources
-    model = keras.Model(source, x, name=name)
-    if weights is not None:
-        load_weights_file(model, weights)
-    return model
+    return build_model(inputs, x, input_tensor, weights, name)
 
 
 def _variant(func_name, size, description):

@@ -8,9 +8,17 @@ generic `MViTv2` and registered under timm's names.
 import keras
 import numpy as np
 
+from keras_vit.applications.common import (
+    MAP_POOLINGS,
+    build_model,
+    check_classes,
+    check_pooling,
+    check_stages,
+    check_weights,
+    classifier,
+    image_inputs,
+)
 from keras_vit.applications.registry import register_model
-from keras_vit.applications.swin import check_top, classifier, image_inputs, stage_values
-from keras_vit.applications.vit import _check_weights, load_weights_file
 from keras_vit.layers import MultiScaleBlock
 
 # Table 1 / Sec. A.1 of MViTv2: blocks per stage; the width starts at 96 and
@@ -92,24 +100,13 @@ def MViTv2(
     Returns:
         An uncompiled `keras.Model`.
     """
-    check_top(include_top, pooling, classes)
-    if not isinstance(depths, (list, tuple)) or not depths:
-        raise ValueError(f"`depths` must be a non-empty sequence of blocks per stage. Received: depths={depths!r}")
+    check_pooling(pooling, include_top, MAP_POOLINGS)
+    check_classes(classes, include_top)
+    depths, heads, dims = check_stages(embed_dim, depths, num_heads)
     num_stages = len(depths)
-    depths = stage_values(depths, num_stages, "depths")
-    heads = stage_values(num_heads, num_stages, "num_heads")
-    if not isinstance(embed_dim, (int, np.integer)) or embed_dim < 1:
-        raise ValueError(f"`embed_dim` must be a positive integer. Received: embed_dim={embed_dim!r}")
-    dims = [int(embed_dim) * 2**i for i in range(num_stages)]
-    for i, (dim, h) in enumerate(zip(dims, heads)):
-        if dim % h:
-            raise ValueError(
-                f"Each stage width must be divisible by its heads. Received: embed_dim={embed_dim}, "
-                f"num_heads={num_heads} (stage {i}: width {dim}, {h} heads)"
-            )
-    _check_weights(weights)
+    check_weights(weights)
 
-    inputs, input_shape = image_inputs(input_tensor, input_shape)
+    inputs, input_shape = image_inputs(input_tensor, input_shape, require_size=True)
     reduction = patch_stride * 2 ** (num_stages - 1)
     if input_shape[0] != input_shape[1] or input_shape[0] % reduction:
         raise ValueError(
@@ -146,11 +143,7 @@ def MViTv2(
         in_dim = dims[i]
     x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")(x)
     x = classifier(x, include_top, pooling, classes, classifier_activation, dropout)
-    source = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor) or inputs
-    model = keras.Model(source, x, name=name)
-    if weights is not None:
-        load_weights_file(model, weights)
-    return model
+    return build_model(inputs, x, input_tensor, weights, name)
 
 
 def _variant(func_name, size, description):

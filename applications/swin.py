@@ -8,8 +8,17 @@ and registered under timm's names.
 import keras
 import numpy as np
 
+from keras_vit.applications.common import (
+    MAP_POOLINGS,
+    build_model,
+    check_classes,
+    check_pooling,
+    check_stages,
+    check_weights,
+    classifier,
+    image_inputs,
+)
 from keras_vit.applications.registry import register_model
-from keras_vit.applications.vit import _check_weights, load_weights_file
 from keras_vit.layers import PatchEncoder, PatchMerging, SwinTransformerBlock
 
 # Sec. 3.3 of the paper: channel number C of the first stage, blocks per
@@ -19,66 +28,6 @@ SWIN_CONFIGS = {
     "small": {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)},
     "base": {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)},
 }
-
-_POOLINGS = ("avg", "max", None)
-
-
-def image_inputs(input_tensor, input_shape, default_shape=(224, 224, 3)):
-    """The model input, from `input_tensor` or `input_shape` (keras.applications rules).
-
-    Returns:
-        `(inputs, input_shape)`: the Keras tensor the model starts from and its
-        `(H, W, C)` shape.
-    """
-    if input_tensor is not None:
-        inputs = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
-        return inputs, tuple(inputs.shape[1:]) if input_shape is None else tuple(input_shape)
-    input_shape = tuple(input_shape) if input_shape is not None else tuple(default_shape)
-    if len(input_shape) != 3 or None in input_shape[:2]:
-        raise ValueError(
-            "`input_shape` must be (height, width, channels) with a known height and width. "
-            f"Received: input_shape={input_shape}"
-        )
-    return keras.Input(shape=input_shape, name="images"), input_shape
-
-
-def stage_values(value, num_stages, arg, doubling=True):
-    """One value per stage: a sequence is checked, an int doubles from stage to stage."""
-    if isinstance(value, (int, np.integer)):
-        values = tuple(int(value) * (2**i if doubling else 1) for i in range(num_stages))
-    else:
-        values = tuple(value)
-    if len(values) != num_stages or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
-        raise ValueError(
-            f"`{arg}` must be a positive integer or {num_stages} positive integers, one per stage. "
-            f"Received: {arg}={value!r}"
-        )
-    return tuple(int(v) for v in values)
-
-
-def check_top(include_top, pooling, classes):
-    if pooling not in _POOLINGS:
-        raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
-    if include_top and pooling is None:
-        raise ValueError("`include_top=True` needs a `pooling` mode. Received: pooling=None")
-    if include_top and (not isinstance(classes, (int, np.integer)) or classes < 1):
-        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
-
-
-def classifier(x, include_top, pooling, classes, classifier_activation, dropout):
-    """Global pooling of a `(B, H, W, C)` map, then the optional dense head."""
-    if pooling == "avg":
-        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
-    elif pooling == "max":
-        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
-    elif pooling is not None:
-        raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
-    if include_top:
-        x = keras.layers.Dropout(dropout, name="head_drop")(x)
-        x = keras.layers.Dense(classes, name="head")(x)
-        if classifier_activation is not None:
-            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    return x
 
 
 def SwinTransformer(
@@ -143,27 +92,16 @@ def SwinTransformer(
     Returns:
         An uncompiled `keras.Model`.
     """
-    check_top(include_top, pooling, classes)
-    if not isinstance(depths, (list, tuple)) or not depths:
-        raise ValueError(f"`depths` must be a non-empty sequence of blocks per stage. Received: depths={depths!r}")
+    check_pooling(pooling, include_top, MAP_POOLINGS)
+    check_classes(classes, include_top)
+    depths, heads, dims = check_stages(embed_dim, depths, num_heads)
     num_stages = len(depths)
-    depths = stage_values(depths, num_stages, "depths")
-    heads = stage_values(num_heads, num_stages, "num_heads")
-    if not isinstance(embed_dim, (int, np.integer)) or embed_dim < 1:
-        raise ValueError(f"`embed_dim` must be a positive integer. Received: embed_dim={embed_dim!r}")
-    dims = [int(embed_dim) * 2**i for i in range(num_stages)]
-    for i, (dim, h) in enumerate(zip(dims, heads)):
-        if dim % h:
-            raise ValueError(
-                f"Each stage width must be divisible by its heads. Received: embed_dim={embed_dim}, "
-                f"num_heads={num_heads} (stage {i}: width {dim}, {h} heads)"
-            )
     window = (window_size, window_size) if isinstance(window_size, (int, np.integer)) else tuple(window_size)
     if len(window) != 2 or not all(isinstance(w, (int, np.integer)) and w > 0 for w in window):
         raise ValueError(f"`window_size` must be a positive integer or pair. Received: window_size={window_size!r}")
-    _check_weights(weights)
+    check_weights(weights)
 
-    inputs, input_shape = image_inputs(input_tensor, input_shape)
+    inputs, input_shape = image_inputs(input_tensor, input_shape, require_size=True)
     for axis, extent in zip(("height", "width"), input_shape[:2]):
         if extent is not None and extent % patch_size:
             raise ValueError(
@@ -195,11 +133,7 @@ def SwinTransformer(
             block += 1
     x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")(x)
     x = classifier(x, include_top, pooling, classes, classifier_activation, dropout)
-    source = inputs if input_tensor is None else keras.utils.get_source_inputs(input_tensor) or inputs
-    model = keras.Model(source, x, name=name)
-    if weights is not None:
-        load_weights_file(model, weights)
-    return model
+    return build_model(inputs, x, input_tensor, weights, name)
 
 
 def _variant(func_name, size, description):

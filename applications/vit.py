@@ -4,11 +4,20 @@ The paper's Table 1 sizes, the DeiT sizes (Touvron et al. 2021) and small-data
 variants for 32×32 images, all built by one generic `VisionTransformer`.
 """
 
-import os
-
 import keras
 import numpy as np
 
+from keras_vit.applications.common import (
+    TOKEN_POOLINGS,
+    build_model,
+    check_classes,
+    check_heads,
+    check_pooling,
+    check_positive_ints,
+    check_weights,
+    image_inputs,
+    load_weights_file,  # noqa: F401
+)
 from keras_vit.applications.registry import register_model
 from keras_vit.layers import PatchEncoder, TokenPooling, TransformerBlock
 
@@ -22,36 +31,8 @@ VIT_CONFIGS = {
     "huge": {"hidden_dim": 1280, "depth": 32, "num_heads": 16, "mlp_dim": 5120},
 }
 
-_POOLINGS = ("token", "avg", "max", None)
-
-
-def _check_weights(weights):
-    if weights is None:
-        return
-    if not isinstance(weights, (str, os.PathLike)):
-        raise ValueError(f"`weights` must be None or a file path. Received: weights={weights!r}")
-    if not os.path.exists(weights):
-        raise FileNotFoundError(f"`weights` file not found. Received: weights={str(weights)!r}")
-
-
-def load_weights_file(model, weights):
-    """Loads a Keras `.weights.h5`/`.keras` file, or converts a checkpoint, into `model`.
-
-    Checkpoints (`.safetensors`, `.pth`/`.pt`/`.bin`, `.npz` from timm, Hugging
-    Face or the original ViT release) go through `keras_vit.convert.load_checkpoint`.
-    """
-    from keras_vit import convert
-
-    path = os.fspath(weights)
-    if path.endswith(".weights.h5") or path.endswith(".keras"):
-        model.load_weights(path)
-        return model
-    if convert.is_checkpoint_path(path):
-        return convert.load_checkpoint(model, path)
-    raise ValueError(
-        "`weights` must be a Keras `.weights.h5` or `.keras` file, or a checkpoint "
-        f"({', '.join(convert.CHECKPOINT_EXTENSIONS)}). Received: weights={path!r}"
-    )
+# Also importable from this module: `_check_weights` and `load_weights_file`.
+_check_weights = check_weights
 
 
 def VisionTransformer(
@@ -132,10 +113,7 @@ def VisionTransformer(
     Returns:
         An uncompiled `keras.Model`.
     """
-    if pooling not in _POOLINGS:
-        raise ValueError(f"`pooling` must be one of {_POOLINGS}. Received: pooling={pooling!r}")
-    if include_top and pooling is None:
-        raise ValueError("`include_top=True` needs a `pooling` mode. Received: pooling=None")
+    check_pooling(pooling, include_top, TOKEN_POOLINGS)
     if pooling == "token" and not class_token:
         raise ValueError("pooling='token' needs `class_token=True`. Received: class_token=False")
     if distillation and (not class_token or pooling != "token"):
@@ -143,29 +121,12 @@ def VisionTransformer(
             "`distillation=True` needs the class token and pooling='token'. "
             f"Received: class_token={class_token}, pooling={pooling!r}"
         )
-    for arg, value in (("hidden_dim", hidden_dim), ("depth", depth), ("num_heads", num_heads), ("mlp_dim", mlp_dim)):
-        if not isinstance(value, (int, np.integer)) or value < 1:
-            raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
-    if hidden_dim % num_heads:
-        raise ValueError(
-            "`hidden_dim` must be divisible by `num_heads`. "
-            f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
-        )
-    if include_top and (not isinstance(classes, (int, np.integer)) or classes < 1):
-        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
-    _check_weights(weights)
+    check_positive_ints(hidden_dim=hidden_dim, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
+    check_heads(hidden_dim, num_heads)
+    check_classes(classes, include_top)
+    check_weights(weights)
 
-    if input_tensor is not None:
-        inputs = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
-        if input_shape is None:
-            input_shape = tuple(inputs.shape[1:])
-    else:
-        input_shape = tuple(input_shape) if input_shape is not None else (224, 224, 3)
-        if len(input_shape) != 3:
-            raise ValueError(
-                f"`input_shape` must be (height, width, channels). Received: input_shape={input_shape}"
-            )
-        inputs = keras.Input(shape=input_shape, name="images")
+    inputs, input_shape = image_inputs(input_tensor, input_shape)
     features = inputs if stem is None else stem(inputs)
     grid_shape = tuple(features.shape[1:3])
     patch = patch_size if isinstance(patch_size, int) else tuple(patch_size)
@@ -216,15 +177,7 @@ def VisionTransformer(
             x = keras.layers.Average(name="head_average")([x, x_dist])
         if classifier_activation is not None:
             x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    if input_tensor is None:
-        source = inputs
-    else:
-        sources = keras.utils.get_source_inputs(inputs)
-        source = sources[0] if len(sources) == 1 else sources
-    model = keras.Model(source, x, name=name)
-    if weights is not None:
-        load_weights_file(model, weights)
-    return model
+    return build_model(inputs, x, input_tensor, weights, name)
 
 
 def _variant(func_name, size, patch_size, image_size, description):

@@ -9,6 +9,7 @@ GroupNorm (Big Transfer, Kolesnikov et al. 2020) cut after its third stage
 
 import keras
 
+from keras_vit.applications.common import resolve_input_shape
 from keras_vit.applications.registry import register_model
 from keras_vit.applications.vit import VIT_CONFIGS, VisionTransformer
 from keras_vit.layers import StdConv2D
@@ -108,8 +109,7 @@ def VisionTransformerHybrid(
     Returns:
         An uncompiled `keras.Model`.
     """
-    if input_shape is None:
-        input_shape = tuple(input_tensor.shape[1:]) if input_tensor is not None else (224, 224, 3)
+    input_shape = resolve_input_shape(input_tensor, input_shape)
     stem = resnetv2_stem(input_shape, stem_layers, stem_width, stage_channels)
     return VisionTransformer(
         patch_size=patch_size,

@@ -1,0 +1,172 @@
+"""Argument checks, model inputs and outputs shared by the model factories."""
+
+import os
+
+import keras
+import numpy as np
+
+# Pooling modes of models that end in tokens (ViT family) and in a feature map (Swin, MViTv2).
+TOKEN_POOLINGS = ("token", "avg", "max", None)
+MAP_POOLINGS = ("avg", "max", None)
+
+
+def check_pooling(pooling, include_top, poolings):
+    """Checks that `pooling` is one of `poolings`, and set when there is a head."""
+    if pooling not in poolings:
+        raise ValueError(f"`pooling` must be one of {poolings}. Received: pooling={pooling!r}")
+    if include_top and pooling is None:
+        raise ValueError("`include_top=True` needs a `pooling` mode. Received: pooling=None")
+
+
+def check_classes(classes, include_top):
+    """Checks that `classes` is a positive integer when there is a head."""
+    if include_top and (not isinstance(classes, (int, np.integer)) or classes < 1):
+        raise ValueError(f"`classes` must be a positive integer. Received: classes={classes!r}")
+
+
+def check_positive_ints(**values):
+    """Checks that every keyword argument is a positive integer (Python or NumPy)."""
+    for arg, value in values.items():
+        if not isinstance(value, (int, np.integer)) or value < 1:
+            raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value!r}")
+
+
+def check_heads(hidden_dim, num_heads):
+    """Checks that `num_heads` divides `hidden_dim`."""
+    if hidden_dim % num_heads:
+        raise ValueError(
+            "`hidden_dim` must be divisible by `num_heads`. "
+            f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+        )
+
+
+def stage_values(value, num_stages, arg, doubling=True):
+    """One value per stage: a sequence is checked, an int doubles from stage to stage."""
+    if isinstance(value, (int, np.integer)):
+        values = tuple(int(value) * (2**i if doubling else 1) for i in range(num_stages))
+    else:
+        values = tuple(value)
+    if len(values) != num_stages or not all(isinstance(v, (int, np.integer)) and v > 0 for v in values):
+        raise ValueError(
+            f"`{arg}` must be a positive integer or {num_stages} positive integers, one per stage. "
+            f"Received: {arg}={value!r}"
+        )
+    return tuple(int(v) for v in values)
+
+
+def check_stages(embed_dim, depths, num_heads):
+    """Checks the stages of a hierarchical model whose width doubles at every stage.
+
+    Returns:
+        `(depths, heads, widths)`, one int per stage in each.
+    """
+    if not isinstance(depths, (list, tuple)) or not depths:
+        raise ValueError(f"`depths` must be a non-empty sequence of blocks per stage. Received: depths={depths!r}")
+    num_stages = len(depths)
+    depths = stage_values(depths, num_stages, "depths")
+    heads = stage_values(num_heads, num_stages, "num_heads")
+    check_positive_ints(embed_dim=embed_dim)
+    widths = [int(embed_dim) * 2**i for i in range(num_stages)]
+    for i, (width, h) in enumerate(zip(widths, heads)):
+        if width % h:
+            raise ValueError(
+                f"Each stage width must be divisible by its heads. Received: embed_dim={embed_dim}, "
+                f"num_heads={num_heads} (stage {i}: width {width}, {h} heads)"
+            )
+    return depths, heads, widths
+
+
+def check_weights(weights):
+    """Checks that `weights` is None or the path of an existing file."""
+    if weights is None:
+        return
+    if not isinstance(weights, (str, os.PathLike)):
+        raise ValueError(f"`weights` must be None or a file path. Received: weights={weights!r}")
+    if not os.path.exists(weights):
+        raise FileNotFoundError(f"`weights` file not found. Received: weights={str(weights)!r}")
+
+
+def load_weights_file(model, weights):
+    """Loads a Keras `.weights.h5`/`.keras` file, or converts a checkpoint, into `model`.
+
+    Checkpoints (`.safetensors`, `.pth`/`.pt`/`.bin`, `.npz` from timm, Hugging
+    Face or the original ViT release) go through `keras_vit.convert.load_checkpoint`.
+    """
+    from keras_vit import convert
+
+    path = os.fspath(weights)
+    if path.endswith(".weights.h5") or path.endswith(".keras"):
+        model.load_weights(path)
+        return model
+    if convert.is_checkpoint_path(path):
+        return convert.load_checkpoint(model, path)
+    raise ValueError(
+        "`weights` must be a Keras `.weights.h5` or `.keras` file, or a checkpoint "
+        f"({', '.join(convert.CHECKPOINT_EXTENSIONS)}). Received: weights={path!r}"
+    )
+
+
+def resolve_input_shape(input_tensor, input_shape, default_shape=(224, 224, 3)):
+    """The image shape a model will take: `input_shape`, else `input_tensor`'s, else `default_shape`."""
+    if input_shape is not None:
+        return input_shape
+    if input_tensor is not None:
+        return tuple(input_tensor.shape[1:])
+    return default_shape
+
+
+def image_inputs(input_tensor, input_shape, default_shape=(224, 224, 3), require_size=False):
+    """The model input, from `input_tensor` or `input_shape` (keras.applications rules).
+
+    Args:
+        input_tensor: optional tensor to build the model on.
+        input_shape: `(H, W, C)`, or None for the tensor's shape or `default_shape`.
+        default_shape: `(H, W, C)` without a tensor or `input_shape`.
+        require_size: bool, whether H and W must be known (not None).
+
+    Returns:
+        `(inputs, input_shape)`: the Keras tensor the model starts from and its
+        `(H, W, C)` shape.
+    """
+    if input_tensor is not None:
+        inputs = input_tensor if keras.backend.is_keras_tensor(input_tensor) else keras.Input(tensor=input_tensor)
+        return inputs, tuple(inputs.shape[1:]) if input_shape is None else tuple(input_shape)
+    input_shape = tuple(input_shape) if input_shape is not None else tuple(default_shape)
+    if len(input_shape) != 3 or (require_size and None in input_shape[:2]):
+        requirement = " with a known height and width" if require_size else ""
+        raise ValueError(
+            f"`input_shape` must be (height, width, channels){requirement}. Received: input_shape={input_shape}"
+        )
+    return keras.Input(shape=input_shape, name="images"), input_shape
+
+
+def classifier(x, include_top, pooling, classes, classifier_activation, dropout):
+    """Global pooling of a `(B, H, W, C)` map, then the optional dense head."""
+    if pooling == "avg":
+        x = keras.layers.GlobalAveragePooling2D(name="avg_pool")(x)
+    elif pooling == "max":
+        x = keras.layers.GlobalMaxPooling2D(name="max_pool")(x)
+    elif pooling is not None:
+        raise ValueError(f"`pooling` must be one of {MAP_POOLINGS}. Received: pooling={pooling!r}")
+    if include_top:
+        x = keras.layers.Dropout(dropout, name="head_drop")(x)
+        x = keras.layers.Dense(classes, name="head")(x)
+        if classifier_activation is not None:
+            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+    return x
+
+
+def build_model(inputs, outputs, input_tensor, weights, name):
+    """The `keras.Model` from `inputs` to `outputs`, with `weights` loaded when given.
+
+    With an `input_tensor`, the model starts from the inputs that tensor comes from.
+    """
+    if input_tensor is None:
+        source = inputs
+    else:
+        sources = keras.utils.get_source_inputs(inputs)
+        source = sources[0] if len(sources) == 1 else sources
+    model = keras.Model(source, outputs, name=name)
+    if weights is not None:
+        load_weights_file(model, weights)
+    return model
