@@ -1,4 +1,4 @@
-"""Argument checks, model inputs and outputs shared by the model factories."""
+"""Argument checks, model inputs and outputs, and named variants shared by the model factories."""
 
 import os
 
@@ -170,3 +170,57 @@ def build_model(inputs, outputs, input_tensor, weights, name):
     if weights is not None:
         load_weights_file(model, weights)
     return model
+
+
+def variant(func_name, builder, config, description, default_pooling="token", default_name=None,
+            default_input_shape=None):
+    """A keras.applications-style constructor of one configuration of `builder`.
+
+    Args:
+        func_name: the constructor's name (`"ViTBase16"`).
+        builder: the generic factory (`VisionTransformer`).
+        config: dict, the `builder` arguments of this configuration;
+            keyword arguments of a call override them.
+        description: first line of the constructor's docstring.
+        default_pooling: default `pooling`.
+        default_name: default model name; `func_name.lower()` when None.
+        default_input_shape: `input_shape` when none is given; None leaves
+            `builder`'s default.
+
+    Returns:
+        A function with the arguments of `keras.applications` constructors.
+    """
+
+    def build(
+        include_top=True,
+        weights=None,
+        input_tensor=None,
+        input_shape=None,
+        pooling=default_pooling,
+        classes=1000,
+        classifier_activation="softmax",
+        name=default_name or func_name.lower(),
+        **kwargs,
+    ):
+        if default_input_shape is not None:
+            input_shape = input_shape or default_input_shape
+        return builder(
+            include_top=include_top,
+            weights=weights,
+            input_tensor=input_tensor,
+            input_shape=input_shape,
+            pooling=pooling,
+            classes=classes,
+            classifier_activation=classifier_activation,
+            name=name,
+            **{**config, **kwargs},
+        )
+
+    build.__name__ = build.__qualname__ = func_name
+    build.__module__ = builder.__module__
+    build.__doc__ = f"""{description}
+
+    See `{builder.__name__}` for the arguments; other keyword arguments
+    (`drop_path_rate`, ...) override the configuration.
+    """
+    return build

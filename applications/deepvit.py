@@ -17,6 +17,7 @@ from keras_vit.applications.common import (
     check_positive_ints,
     check_weights,
     image_inputs,
+    variant,
 )
 from keras_vit.applications.registry import register_model
 from keras_vit.layers import ClassToken, PatchEncoder, PositionalEncoding, ReAttentionBlock, TokenPooling
@@ -144,35 +145,7 @@ def DeepViT(
 
 
 def _variant(func_name, size, description):
-    def build(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling="token",
-        classes=1000,
-        classifier_activation="softmax",
-        name=func_name.lower(),
-        **kwargs,
-    ):
-        return DeepViT(
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **{**DEEPVIT_CONFIGS[size], **kwargs},
-        )
-
-    build.__name__ = build.__qualname__ = func_name
-    build.__doc__ = f"""{description}
-
-    See `DeepViT` for the arguments; other keyword arguments override the configuration.
-    """
-    return build
+    return variant(func_name, DeepViT, DEEPVIT_CONFIGS[size], description)
 
 
 DeepViT16B = _variant("DeepViT16B", "16b", "DeepViT-16B: D=384, 16 re-attention blocks, h=12, MLP 1152.")

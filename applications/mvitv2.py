@@ -17,6 +17,7 @@ from keras_vit.applications.common import (
     check_weights,
     classifier,
     image_inputs,
+    variant,
 )
 from keras_vit.applications.registry import register_model
 from keras_vit.layers import MultiScaleBlock
@@ -147,37 +148,7 @@ def MViTv2(
 
 
 def _variant(func_name, size, description):
-    def build(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling="avg",
-        classes=1000,
-        classifier_activation="softmax",
-        name=func_name.lower(),
-        **kwargs,
-    ):
-        config = {**MVITV2_CONFIGS[size], **kwargs}
-        return MViTv2(
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **config,
-        )
-
-    build.__name__ = build.__qualname__ = func_name
-    build.__doc__ = f"""{description}
-
-    See `MViTv2` for the arguments; other keyword arguments
-    (`drop_path_rate`, ...) override the configuration.
-    """
-    return build
+    return variant(func_name, MViTv2, MVITV2_CONFIGS[size], description, default_pooling="avg")
 
 
 MViTv2Tiny = _variant("MViTv2Tiny", "tiny", "MViTv2-T: width 96, depths (1, 2, 5, 2), heads 1→8.")

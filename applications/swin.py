@@ -17,6 +17,7 @@ from keras_vit.applications.common import (
     check_weights,
     classifier,
     image_inputs,
+    variant,
 )
 from keras_vit.applications.registry import register_model
 from keras_vit.layers import PatchEncoder, PatchMerging, SwinTransformerBlock
@@ -137,37 +138,8 @@ def SwinTransformer(
 
 
 def _variant(func_name, size, description):
-    def build(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling="avg",
-        classes=1000,
-        classifier_activation="softmax",
-        name=func_name.lower(),
-        **kwargs,
-    ):
-        config = {**SWIN_CONFIGS[size], "patch_size": 4, "window_size": 7, **kwargs}
-        return SwinTransformer(
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **config,
-        )
-
-    build.__name__ = build.__qualname__ = func_name
-    build.__doc__ = f"""{description}
-
-    See `SwinTransformer` for the arguments; other keyword arguments
-    (`window_size`, `drop_path_rate`, ...) override the configuration.
-    """
-    return build
+    config = {**SWIN_CONFIGS[size], "patch_size": 4, "window_size": 7}
+    return variant(func_name, SwinTransformer, config, description, default_pooling="avg")
 
 
 SwinTiny = _variant("SwinTiny", "tiny", "Swin-T: C=96, depths (2, 2, 6, 2), heads (3, 6, 12, 24), window 7 (28.3M parameters).")

@@ -10,6 +10,7 @@ and 1×1 patches, so its patch projection is the T2T module's `project`).
 
 import keras
 
+from keras_vit.applications.common import variant
 from keras_vit.applications.registry import register_model
 from keras_vit.applications.vit import VisionTransformer
 from keras_vit.layers import SoftSplit, TokenPerformer, TokenTransformer
@@ -182,37 +183,11 @@ def T2TViT(
 
 def _variant(func_name, config_name):
     config = T2T_CONFIGS[config_name]
-
-    def build(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling="token",
-        classes=1000,
-        classifier_activation="softmax",
-        name=config_name,
-        **kwargs,
-    ):
-        return T2TViT(
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape,
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **{**config, **kwargs},
-        )
-
-    build.__name__ = build.__qualname__ = func_name
-    build.__doc__ = f"""T2T-ViT `{config_name}`: width {config['hidden_dim']}, depth {config['depth']}, \
-{config['num_heads']} heads, MLP {config['mlp_dim']}, {config['tokens_type']} token layers.
-
-    See `T2TViT` for the arguments; other keyword arguments override the configuration.
-    """
-    return build
+    description = (
+        f"T2T-ViT `{config_name}`: width {config['hidden_dim']}, depth {config['depth']}, "
+        f"{config['num_heads']} heads, MLP {config['mlp_dim']}, {config['tokens_type']} token layers."
+    )
+    return variant(func_name, T2TViT, config, description, default_name=config_name)
 
 
 T2TViT7 = _variant("T2TViT7", "t2t_vit_7")

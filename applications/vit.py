@@ -17,6 +17,7 @@ from keras_vit.applications.common import (
     check_weights,
     image_inputs,
     load_weights_file,  # noqa: F401
+    variant,
 )
 from keras_vit.applications.registry import register_model
 from keras_vit.layers import PatchEncoder, TokenPooling, TransformerBlock
@@ -181,37 +182,8 @@ def VisionTransformer(
 
 
 def _variant(func_name, size, patch_size, image_size, description):
-    def build(
-        include_top=True,
-        weights=None,
-        input_tensor=None,
-        input_shape=None,
-        pooling="token",
-        classes=1000,
-        classifier_activation="softmax",
-        name=func_name.lower(),
-        **kwargs,
-    ):
-        config = {**VIT_CONFIGS[size], "patch_size": patch_size, **kwargs}
-        return VisionTransformer(
-            include_top=include_top,
-            weights=weights,
-            input_tensor=input_tensor,
-            input_shape=input_shape or (image_size, image_size, 3),
-            pooling=pooling,
-            classes=classes,
-            classifier_activation=classifier_activation,
-            name=name,
-            **config,
-        )
-
-    build.__name__ = build.__qualname__ = func_name
-    build.__doc__ = f"""{description}
-
-    See `VisionTransformer` for the arguments; other keyword arguments
-    (`dropout`, `drop_path_rate`, ...) override the configuration.
-    """
-    return build
+    config = {**VIT_CONFIGS[size], "patch_size": patch_size}
+    return variant(func_name, VisionTransformer, config, description, default_input_shape=(image_size, image_size, 3))
 
 
 ViTTiny16 = _variant("ViTTiny16", "tiny", 16, 224, "ViT-Ti/16 (DeiT-Ti): D=192, L=12, h=3, MLP 768.")

@@ -9,7 +9,7 @@ GroupNorm (Big Transfer, Kolesnikov et al. 2020) cut after its third stage
 
 import keras
 
-from keras_vit.applications.common import resolve_input_shape
+from keras_vit.applications.common import resolve_input_shape, variant
 from keras_vit.applications.registry import register_model
 from keras_vit.applications.vit import VIT_CONFIGS, VisionTransformer
 from keras_vit.layers import StdConv2D
@@ -122,17 +122,13 @@ def VisionTransformerHybrid(
     )
 
 
-def ViTBaseR50S16(include_top=True, weights=None, input_tensor=None, input_shape=None, pooling="token",
-                  classes=1000, classifier_activation="softmax", name="vit_base_r50_s16_224", **kwargs):
-    """R50+ViT-B/16 (timm `vit_base_r50_s16_224`): ResNet-50 v2 stem to stride 16, ViT-B on 1×1 patches.
-
-    See `VisionTransformerHybrid` and `VisionTransformer` for the arguments.
-    """
-    config = {**HYBRID_STEM_CONFIGS["r50"], **VIT_CONFIGS["base"], **kwargs}
-    return VisionTransformerHybrid(
-        include_top=include_top, weights=weights, input_tensor=input_tensor, input_shape=input_shape,
-        pooling=pooling, classes=classes, classifier_activation=classifier_activation, name=name, **config,
-    )
+ViTBaseR50S16 = variant(
+    "ViTBaseR50S16",
+    VisionTransformerHybrid,
+    {**HYBRID_STEM_CONFIGS["r50"], **VIT_CONFIGS["base"]},
+    "R50+ViT-B/16 (timm `vit_base_r50_s16_224`): ResNet-50 v2 stem to stride 16, ViT-B on 1×1 patches.",
+    default_name="vit_base_r50_s16_224",
+)
 
 
 for _image in (224, 384):
