@@ -24,7 +24,7 @@ import sys
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# oneDNN stays as TensorFlow sets it for its users (on, on x86).
 
 
 def _keras_hub_model(vocab, layers, dim, heads, mlp):

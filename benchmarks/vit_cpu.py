@@ -93,6 +93,8 @@ def _framework_threads(backend, threads):
         return {
             "tf_intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
             "tf_inter_op": tf.config.threading.get_inter_op_parallelism_threads(),
+            # TensorFlow's default on x86 is on; `make bench` keeps it on.
+            "onednn": os.environ.get("TF_ENABLE_ONEDNN_OPTS", "default (on)"),
         }
     if backend == "torch":
         import torch
