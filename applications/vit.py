@@ -16,7 +16,7 @@ from keras_vit.applications.common import (
     check_positive_ints,
     check_weights,
     image_inputs,
-    load_weights_file,  # noqa: F401
+    load_weights_file,  # noqa: F401 (importable from here, where it used to live)
     variant,
 )
 from keras_vit.applications.registry import register_model
@@ -31,9 +31,6 @@ VIT_CONFIGS = {
     "large": {"hidden_dim": 1024, "depth": 24, "num_heads": 16, "mlp_dim": 4096},
     "huge": {"hidden_dim": 1280, "depth": 32, "num_heads": 16, "mlp_dim": 5120},
 }
-
-# Also importable from this module: `_check_weights` and `load_weights_file`.
-_check_weights = check_weights
 
 
 def VisionTransformer(

@@ -6,7 +6,7 @@ rollout, last-layer class-token attention, and random), the top 20 % of the
 patches by the method's ranking are zeroed, and the drop of the true-class
 probability is measured. A faithful method removes the evidence the model
 uses, so its drop should clearly exceed that of removing as many random
-patches. Also measured: the share of the LeGrad mass that falls inside each
+patches. Also measured: the share of each map's mass that falls inside each
 digit's bounding box, against the box's share of the image (what a uniform
 map would put there).
 

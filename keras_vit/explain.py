@@ -606,9 +606,10 @@ def legrad(model, images, class_index=None, layers=None, layer_logits=False, ups
 
     By default the sum runs over the last `LEGRAD_LAST_BLOCKS` (2) blocks, as
     in the authors' reference code (`layer_index=-2`). The first blocks'
-    gradients are far larger and, measured on MNIST, point at the blank
-    background: summed over all blocks the map ranks patches whose removal
-    hurts the prediction less than random ones (README, "Faithfulness").
+    gradients are far larger and, measured on MNIST with [0, 1] pixels, point
+    at the blank background: summed over all blocks the map ranks patches
+    whose removal hurts the prediction less than random ones (README,
+    "Faithfulness").
 
     Args:
         model: a ViT-family classifier (`include_top=True`).
