@@ -1,6 +1,36 @@
-"""Model factories in keras.applications style, and the registry of named models."""
+"""Model factories in keras.applications style, and the registry of named models.
 
-from keras_vit.applications.registry import get_model, list_models, model_config, register_model
+Naming convention, in the papers' words, the same in every factory, table and layer:
+
+- `hidden_dim`: the model width, D of the ViT paper (d_model of the
+  Transformer). In hierarchical models (Swin's C, MViTv2) the width of the
+  first stage; stage i has `hidden_dim * 2**i`.
+- `depth`: the number of encoder blocks L; in hierarchical models a tuple of
+  blocks per stage (`depth=(2, 2, 6, 2)` for Swin-T). The seq2seq
+  Transformer's `num_layers` is N of its paper, per side.
+- `num_heads`: attention heads h; an int, or one per stage.
+- `mlp_dim`: the absolute inner width of the MLP (the ViT paper's "MLP size",
+  the Transformer's d_ff), also the argument of the `MLP` layer.
+  `mlp_ratio` (MLP width / block width) only where the width changes from
+  stage to stage (Swin, MViTv2) or in a search space over widths.
+- `patch_size`: patch side P; `head_dim`: per-head width where it is not
+  `hidden_dim // num_heads`.
+
+The ViT-shaped families (ViT, DeiT, DeepViT, T2T-ViT, both hybrids) are
+configurations of one builder, `vit.build_vit`, with an embedding hook and a
+block hook. Every registered model carries its family (`model_family`,
+`list_models(family=...)`) and a tiny configuration for tests (`tiny_config`).
+"""
+
+from keras_vit.applications.registry import (
+    FAMILIES,
+    get_model,
+    list_models,
+    model_config,
+    model_family,
+    register_model,
+    tiny_config,
+)
 from keras_vit.applications.vit import (
     VIT_CONFIGS,
     ViTBase8,
@@ -50,10 +80,13 @@ __all__ = [
     "ViTSmall32",
     "ViTTiny16",
     "VisionTransformer",
+    "FAMILIES",
     "get_model",
     "list_models",
     "model_config",
+    "model_family",
     "register_model",
+    "tiny_config",
     "T2T_CONFIGS",
     "T2TViT",
     "T2TViT7",

@@ -5,7 +5,15 @@ Sec. 3.1, "Hybrid Architecture").
 from feature maps of a CNN": a `keras.applications` CNN (or any Keras model)
 is cut at a chosen stage and its feature map patchified (1×1 patches, or
 larger) into the ViT encoder. The encoder is `VisionTransformer` with the
-truncated CNN as its `stem`.
+truncated CNN as its `stem` (the ViT builder `build_vit` with the CNN as the
+stem of its embedding hook).
+
+This is the registry family "cnn_hybrid": a `keras.applications` backbone
+(ResNet, MobileNetV2, EfficientNet) or a Keras model of your own, with that
+CNN's Keras weights (`backbone_weights="imagenet"`) and no checkpoint
+converter; it is for fine-tuning on your data. The paper's own R50+ViT-B/16
+(a ResNetV2 with weight-standardised convolutions and GroupNorm, whose timm
+and original checkpoints convert) is `vit_hybrid.py`, family "hybrid".
 """
 
 import keras
@@ -82,7 +90,7 @@ def CNNHybridViT(
     pooling="token",
     classes=1000,
     classifier_activation="softmax",
-    name="vit_hybrid",
+    name="cnn_hybrid_vit",
     **kwargs,
 ):
     """Builds a ViT over the feature map of a CNN.
@@ -128,14 +136,21 @@ def CNNHybridViT(
     )
 
 
+# A tiny CNN hybrid for tests (registry `tiny` entries): ResNet-50 cut after stage 2 on 32×32
+# images, one narrow encoder block.
+TINY_CNN_HYBRID = {"stage": 2, "hidden_dim": 32, "depth": 1, "num_heads": 2, "mlp_dim": 64,
+                   "input_shape": (32, 32, 3), "classes": 5}
+
+
 def _register_all():
     # ResNet-50 up to stage 4 (stride 16, 14×14 tokens at 224) under ViT-S and ViT-B encoders.
     for size in ("small", "base"):
-        register_model(f"vit_hybrid_resnet50_{size}_s16_224", CNNHybridViT, backbone="resnet50", stage=4,
-                       **VIT_CONFIGS[size], input_shape=(224, 224, 3))
+        register_model(f"vit_hybrid_resnet50_{size}_s16_224", CNNHybridViT, family="cnn_hybrid",
+                       tiny=TINY_CNN_HYBRID, backbone="resnet50", stage=4, **VIT_CONFIGS[size],
+                       input_shape=(224, 224, 3))
     # 32×32 images: ResNet-50 up to stage 2 (stride 4, 8×8 tokens, as ViT with patch 4).
-    register_model("vit_hybrid_resnet50_cifar_s4_32", CNNHybridViT, backbone="resnet50", stage=2,
-                   **SMALL_DATA_CONFIG, depth=8, input_shape=(32, 32, 3), classes=10)
+    register_model("vit_hybrid_resnet50_cifar_s4_32", CNNHybridViT, family="cnn_hybrid", tiny=TINY_CNN_HYBRID,
+                   backbone="resnet50", stage=2, **SMALL_DATA_CONFIG, depth=8, input_shape=(32, 32, 3), classes=10)
 
 
 _register_all()

@@ -54,56 +54,73 @@ def stage_values(value, num_stages, arg, doubling=True):
     return tuple(int(v) for v in values)
 
 
-def check_stages(embed_dim, depths, num_heads):
+def check_stages(hidden_dim, depth, num_heads):
     """Checks the stages of a hierarchical model whose width doubles at every stage.
 
+    Args:
+        hidden_dim: int, width of the first stage.
+        depth: sequence, blocks per stage.
+        num_heads: int (first stage, doubled at every stage) or one per stage.
+
     Returns:
-        `(depths, heads, widths)`, one int per stage in each.
+        `(depth, heads, widths)`, one int per stage in each.
     """
-    if not isinstance(depths, (list, tuple)) or not depths:
-        raise ValueError(f"`depths` must be a non-empty sequence of blocks per stage. Received: depths={depths!r}")
-    num_stages = len(depths)
-    depths = stage_values(depths, num_stages, "depths")
+    if not isinstance(depth, (list, tuple)) or not depth:
+        raise ValueError(f"`depth` must be a non-empty sequence of blocks per stage. Received: depth={depth!r}")
+    num_stages = len(depth)
+    depth = stage_values(depth, num_stages, "depth")
     heads = stage_values(num_heads, num_stages, "num_heads")
-    check_positive_ints(embed_dim=embed_dim)
-    widths = [int(embed_dim) * 2**i for i in range(num_stages)]
+    check_positive_ints(hidden_dim=hidden_dim)
+    widths = [int(hidden_dim) * 2**i for i in range(num_stages)]
     for i, (width, h) in enumerate(zip(widths, heads)):
         if width % h:
             raise ValueError(
-                f"Each stage width must be divisible by its heads. Received: embed_dim={embed_dim}, "
+                f"Each stage width must be divisible by its heads. Received: hidden_dim={hidden_dim}, "
                 f"num_heads={num_heads} (stage {i}: width {width}, {h} heads)"
             )
-    return depths, heads, widths
+    return depth, heads, widths
 
 
 def check_weights(weights):
-    """Checks that `weights` is None or the path of an existing file."""
+    """Checks that `weights` is None or an existing Keras weights file or checkpoint, before a model is built."""
     if weights is None:
         return
     if not isinstance(weights, (str, os.PathLike)):
         raise ValueError(f"`weights` must be None or a file path. Received: weights={weights!r}")
-    if not os.path.exists(weights):
-        raise FileNotFoundError(f"`weights` file not found. Received: weights={str(weights)!r}")
+    path = os.fspath(weights)
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"`weights` file not found. Received: weights={path!r}")
+    _weights_kind(path)
+
+
+def _weights_kind(path):
+    from keras_vit import convert
+
+    if path.endswith((".weights.h5", ".keras")):
+        return "keras"
+    if convert.is_checkpoint_path(path):
+        return "checkpoint"
+    raise ValueError(
+        "`weights` must be a Keras `.weights.h5` or `.keras` file, or a checkpoint "
+        f"({', '.join(convert.CHECKPOINT_EXTENSIONS)}). Received: weights={path!r}"
+    )
 
 
 def load_weights_file(model, weights):
     """Loads a Keras `.weights.h5`/`.keras` file, or converts a checkpoint, into `model`.
 
-    Checkpoints (`.safetensors`, `.pth`/`.pt`/`.bin`, `.npz` from timm, Hugging
-    Face or the original ViT release) go through `keras_vit.convert.load_checkpoint`.
+    Checkpoints (`.safetensors`, `.pth`/`.pt`/`.bin`, `.npz`) of every family
+    with a converter (ViT/DeiT, R50 hybrid, Swin, MViTv2, T2T-ViT, DeepViT) go
+    through `keras_vit.convert.load_checkpoint`, which finds the family from
+    the model's layers and the checkpoint's layout from its key names.
     """
     from keras_vit import convert
 
     path = os.fspath(weights)
-    if path.endswith(".weights.h5") or path.endswith(".keras"):
+    if _weights_kind(path) == "keras":
         model.load_weights(path)
         return model
-    if convert.is_checkpoint_path(path):
-        return convert.load_checkpoint(model, path)
-    raise ValueError(
-        "`weights` must be a Keras `.weights.h5` or `.keras` file, or a checkpoint "
-        f"({', '.join(convert.CHECKPOINT_EXTENSIONS)}). Received: weights={path!r}"
-    )
+    return convert.load_checkpoint(model, path)
 
 
 def resolve_input_shape(input_tensor, input_shape, default_shape=(224, 224, 3)):

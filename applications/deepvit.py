@@ -6,11 +6,9 @@ keeps deep layers' maps from collapsing onto one another (Sec. 3-4).
 """
 
 import keras
-import numpy as np
 
 from keras_vit.applications.common import (
     TOKEN_POOLINGS,
-    build_model,
     check_classes,
     check_heads,
     check_pooling,
@@ -20,8 +18,8 @@ from keras_vit.applications.common import (
     variant,
 )
 from keras_vit.applications.registry import register_model
-from keras_vit.layers import ClassToken, PatchEncoder, PositionalEncoding, ReAttentionBlock, TokenPooling
-from keras_vit.torch_state import StateDict, check_all_used, load_array, load_layer_norm, load_linear
+from keras_vit.applications.vit import build_vit, patch_embedding
+from keras_vit.layers import ClassToken, PositionalEncoding, ReAttentionBlock
 
 # The depth study of the paper (Sec. 5): width 384, 12 heads, MLP ratio 3,
 # 16, 24 or 32 re-attention blocks; and a small-data variant for 32×32.
@@ -60,9 +58,10 @@ def DeepViT(
 
     Patch embedding, class token and learned E_pos as in ViT (Eq. 1 of
     Dosovitskiy et al.), then `depth` `ReAttentionBlock`s, LayerNorm, pooling
-    and a linear head. With `patch_norm=True` (vit-pytorch's layout) the
-    flattened patches are layer-normalised before the projection and the
-    embeddings after it; otherwise the plain `PatchEncoder` embeds them.
+    and a linear head: `build_vit` with `ReAttentionBlock` as its block.
+    With `patch_norm=True` (vit-pytorch's layout) the flattened patches are
+    layer-normalised before the projection and the embeddings after it;
+    otherwise the plain `PatchEncoder` embeds them.
 
     Args:
         patch_size: int P; must divide the image size.
@@ -97,16 +96,60 @@ def DeepViT(
     inputs, input_shape = image_inputs(input_tensor, input_shape)
     if input_tensor is not None:
         input_shape = tuple(inputs.shape[1:])  # the patch reshapes follow the tensor's own shape
-    height, width, channels = input_shape
+    height, width = input_shape[:2]
     if height % patch_size or width % patch_size:
         raise ValueError(
             f"`patch_size` must divide the image size. Received: patch_size={patch_size}, input_shape={input_shape}"
         )
-    gh, gw = height // patch_size, width // patch_size
 
     if patch_norm:
+        embedding = _normalized_patch_embedding(patch_size, hidden_dim, layer_norm_epsilon)
+    else:
+        embedding = patch_embedding(patch_size, hidden_dim)
+
+    def block(block_name, drop_path):
+        return ReAttentionBlock(
+            num_heads,
+            mlp_dim,
+            normalization=reattention_norm,
+            head_dim=head_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            drop_path=drop_path,
+            qkv_bias=qkv_bias,
+            layer_norm_epsilon=layer_norm_epsilon,
+            name=block_name,
+        )
+
+    return build_vit(
+        inputs,
+        embedding=embedding,
+        block=block,
+        depth=depth,
+        pooling=pooling,
+        include_top=include_top,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        drop_path_rate=drop_path_rate,
+        layer_norm_epsilon=layer_norm_epsilon,
+        input_tensor=input_tensor,
+        weights=weights,
+        name=name,
+    )
+
+
+def _normalized_patch_embedding(patch_size, hidden_dim, layer_norm_epsilon):
+    """vit-pytorch's patch embedding: LayerNorm, linear projection, LayerNorm; class token; learned E_pos.
+
+    An embedding hook of `build_vit`; the patch size is checked by `DeepViT`.
+    """
+
+    def embed(images):
+        height, width, channels = images.shape[1:]
+        gh, gw = height // patch_size, width // patch_size
         # (B, H, W, C) → (B, N, P·P·C), each patch flattened as (row, column, channel).
-        x = keras.layers.Reshape((gh, patch_size, gw, patch_size, channels), name="patchify_split")(inputs)
+        x = keras.layers.Reshape((gh, patch_size, gw, patch_size, channels), name="patchify_split")(images)
         x = keras.layers.Permute((1, 3, 2, 4, 5), name="patchify_permute")(x)
         x = keras.layers.Reshape((gh * gw, patch_size * patch_size * channels), name="patchify")(x)
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="patch_norm_in")(x)
@@ -114,34 +157,9 @@ def DeepViT(
         x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="patch_norm_out")(x)
         x = ClassToken(initializer=keras.initializers.TruncatedNormal(stddev=0.02), name="class_token")(x)
         x = PositionalEncoding("learned", max_length=gh * gw + 1, name="position_embedding")(x)
-    else:
-        x = PatchEncoder(patch_size, hidden_dim, name="patch_embed")(inputs)
-    x = keras.layers.Dropout(dropout, name="pos_drop")(x)
-    rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
-    for i in range(depth):
-        x = ReAttentionBlock(
-            num_heads,
-            mlp_dim,
-            normalization=reattention_norm,
-            head_dim=head_dim,
-            dropout=dropout,
-            attention_dropout=attention_dropout,
-            drop_path=float(rates[i]),
-            qkv_bias=qkv_bias,
-            layer_norm_epsilon=layer_norm_epsilon,
-            name=f"block_{i}",
-        )(x)
-    if pooling in (None, "token"):
-        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")(x)
-    if pooling is not None:
-        x = TokenPooling(pooling, 1, name="pool")(x)
-        if pooling != "token":
-            x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="fc_norm")(x)
-    if include_top:
-        x = keras.layers.Dense(classes, name="head")(x)
-        if classifier_activation is not None:
-            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    return build_model(inputs, x, input_tensor, weights, name)
+        return x, 1
+
+    return embed
 
 
 def _variant(func_name, size, description):
@@ -153,48 +171,17 @@ DeepViT24B = _variant("DeepViT24B", "24b", "DeepViT-24B: D=384, 24 re-attention 
 DeepViT32B = _variant("DeepViT32B", "32b", "DeepViT-32B: D=384, 32 re-attention blocks, h=12, MLP 1152.")
 
 
+# A tiny DeepViT for tests (registry `tiny` entries).
+TINY_DEEPVIT = {"hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "patch_size": 8,
+                "input_shape": (32, 32, 3), "classes": 5}
+
+
 def _register_all():
     for size in ("16b", "24b", "32b"):
-        register_model(f"deepvit_{size}_patch16_224", DeepViT, **DEEPVIT_CONFIGS[size],
-                       patch_size=16, input_shape=(224, 224, 3))
-    register_model("deepvit_cifar_patch4_depth8_32", DeepViT, **DEEPVIT_CONFIGS["cifar"],
-                   patch_size=4, input_shape=(32, 32, 3), classes=10)
+        register_model(f"deepvit_{size}_patch16_224", DeepViT, family="deepvit", tiny=TINY_DEEPVIT,
+                       **DEEPVIT_CONFIGS[size], patch_size=16, input_shape=(224, 224, 3))
+    register_model("deepvit_cifar_patch4_depth8_32", DeepViT, family="deepvit", tiny=TINY_DEEPVIT,
+                   **DEEPVIT_CONFIGS["cifar"], patch_size=4, input_shape=(32, 32, 3), classes=10)
 
 
 _register_all()
-
-
-def load_deepvit_state_dict(model, state_dict):
-    """Copies a `vit_pytorch.deepvit.DeepViT` state dict (name → NumPy array) into `model`.
-
-    Args:
-        model: a `DeepViT` built with `patch_norm=True` and the same sizes.
-        state_dict: mapping from parameter names to arrays.
-
-    Returns:
-        `model`. Raises `ValueError` on a shape mismatch or an unused entry.
-    """
-    state = StateDict(state_dict)
-    load_layer_norm(model.get_layer("patch_norm_in"), state, "to_patch_embedding.1")
-    load_linear(model.get_layer("patch_projection"), state, "to_patch_embedding.2")
-    load_layer_norm(model.get_layer("patch_norm_out"), state, "to_patch_embedding.3")
-    load_array(model.get_layer("class_token").tokens, state, "cls_token")
-    load_array(model.get_layer("position_embedding").embeddings, state, "pos_embedding")
-    depth = sum(1 for layer in model.layers if layer.name.startswith("block_"))
-    for i in range(depth):
-        block, p = model.get_layer(f"block_{i}"), f"transformer.layers.{i}"
-        load_layer_norm(block.norm1, state, f"{p}.0.norm")
-        load_linear(block.attention.qkv, state, f"{p}.0.to_qkv")
-        load_array(block.attention.mixing, state, f"{p}.0.reattn_weights")
-        load_layer_norm(block.attention.head_norm, state, f"{p}.0.reattn_norm.1")
-        load_linear(block.attention.proj, state, f"{p}.0.to_out.0")
-        load_layer_norm(block.norm2, state, f"{p}.1.net.0")
-        load_linear(block.mlp.fc1, state, f"{p}.1.net.1")
-        load_linear(block.mlp.fc2, state, f"{p}.1.net.4")
-    load_layer_norm(model.get_layer("norm"), state, "mlp_head.0")
-    if "head" in [layer.name for layer in model.layers]:
-        load_linear(model.get_layer("head"), state, "mlp_head.1")
-    else:
-        state.used.update({"mlp_head.1.weight", "mlp_head.1.bias"})
-    check_all_used(state)
-    return model

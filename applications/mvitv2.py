@@ -25,15 +25,15 @@ from keras_vit.layers import MultiScaleBlock
 # Table 1 / Sec. A.1 of MViTv2: blocks per stage; the width starts at 96 and
 # the heads at 1, both doubling at every stage.
 MVITV2_CONFIGS = {
-    "tiny": {"embed_dim": 96, "depths": (1, 2, 5, 2), "num_heads": 1},
-    "small": {"embed_dim": 96, "depths": (1, 2, 11, 2), "num_heads": 1},
-    "base": {"embed_dim": 96, "depths": (2, 3, 16, 3), "num_heads": 1},
+    "tiny": {"hidden_dim": 96, "depth": (1, 2, 5, 2), "num_heads": 1},
+    "small": {"hidden_dim": 96, "depth": (1, 2, 11, 2), "num_heads": 1},
+    "base": {"hidden_dim": 96, "depth": (2, 3, 16, 3), "num_heads": 1},
 }
 
 
 def MViTv2(
-    embed_dim=96,
-    depths=(1, 2, 5, 2),
+    hidden_dim=96,
+    depth=(1, 2, 5, 2),
     num_heads=1,
     mlp_ratio=4.0,
     pool_kernel_size=3,
@@ -68,8 +68,8 @@ def MViTv2(
     final LayerNorm, global pooling and a linear head follow.
 
     Args:
-        embed_dim: int, width of the first stage (stage i has embed_dim * 2^i).
-        depths: blocks per stage.
+        hidden_dim: int, width of the first stage (stage i has hidden_dim * 2^i).
+        depth: blocks per stage, one int per stage.
         num_heads: heads per stage, or an int for the first stage, doubled
             at each stage.
         mlp_ratio: float.
@@ -78,9 +78,10 @@ def MViTv2(
         patch_kernel_size: int, patch-embedding kernel (padding k // 2).
         patch_stride: int, patch-embedding stride.
         include_top: bool, whether to include the classification head.
-        weights: None (random initialisation) or the path of a Keras weights
-            file (`.weights.h5` / `.keras`); timm checkpoints convert with
-            `keras_vit.convert_swin_mvit.convert_timm_mvitv2`.
+        weights: None (random initialisation), the path of a Keras weights
+            file (`.weights.h5` / `.keras`), or a timm checkpoint file
+            (`.safetensors` / `.pth` / `.bin`), converted through
+            `keras_vit.convert.load_checkpoint`.
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: `(H, W, C)`, square; defaults to `(224, 224, 3)`. H must
             be divisible by `patch_stride * 2^(stages - 1)`.
@@ -103,8 +104,8 @@ def MViTv2(
     """
     check_pooling(pooling, include_top, MAP_POOLINGS)
     check_classes(classes, include_top)
-    depths, heads, dims = check_stages(embed_dim, depths, num_heads)
-    num_stages = len(depths)
+    stage_depths, heads, dims = check_stages(hidden_dim, depth, num_heads)
+    num_stages = len(stage_depths)
     check_weights(weights)
 
     inputs, input_shape = image_inputs(input_tensor, input_shape, require_size=True)
@@ -117,7 +118,7 @@ def MViTv2(
     pad = patch_kernel_size // 2
     x = keras.layers.ZeroPadding2D(pad, name="patch_embed_pad")(inputs)
     x = keras.layers.Conv2D(dims[0], patch_kernel_size, strides=patch_stride, name="patch_embed")(x)
-    rates = np.linspace(0.0, drop_path_rate, sum(depths))
+    rates = np.linspace(0.0, drop_path_rate, sum(stage_depths))
     block = 0
     stride_kv = kv_stride
     in_dim = dims[0]
@@ -125,7 +126,7 @@ def MViTv2(
         stride_q = 1 if i == 0 else 2
         if stride_q > 1:
             stride_kv = max(stride_kv // stride_q, 1)
-        for j in range(depths[i]):
+        for j in range(stage_depths[i]):
             x = MultiScaleBlock(
                 heads[i],
                 output_dim=dims[i] if j == 0 and dims[i] != in_dim else None,
@@ -151,14 +152,19 @@ def _variant(func_name, size, description):
     return variant(func_name, MViTv2, MVITV2_CONFIGS[size], description, default_pooling="avg")
 
 
-MViTv2Tiny = _variant("MViTv2Tiny", "tiny", "MViTv2-T: width 96, depths (1, 2, 5, 2), heads 1→8.")
-MViTv2Small = _variant("MViTv2Small", "small", "MViTv2-S: width 96, depths (1, 2, 11, 2), heads 1→8.")
-MViTv2Base = _variant("MViTv2Base", "base", "MViTv2-B: width 96, depths (2, 3, 16, 3), heads 1→8.")
+MViTv2Tiny = _variant("MViTv2Tiny", "tiny", "MViTv2-T: width 96, depth (1, 2, 5, 2), heads 1→8.")
+MViTv2Small = _variant("MViTv2Small", "small", "MViTv2-S: width 96, depth (1, 2, 11, 2), heads 1→8.")
+MViTv2Base = _variant("MViTv2Base", "base", "MViTv2-B: width 96, depth (2, 3, 16, 3), heads 1→8.")
+
+
+# A tiny MViTv2 for tests (registry `tiny` entries): two one-block stages on 16×16 images.
+TINY_MVITV2 = {"hidden_dim": 8, "depth": (1, 1), "num_heads": 1, "input_shape": (16, 16, 3), "classes": 5}
 
 
 def _register_all():
     for size, config in MVITV2_CONFIGS.items():
-        register_model(f"mvitv2_{size}", MViTv2, **config, input_shape=(224, 224, 3))
+        register_model(f"mvitv2_{size}", MViTv2, family="mvitv2", tiny=TINY_MVITV2, **config,
+                       input_shape=(224, 224, 3))
 
 
 _register_all()

@@ -1,30 +1,64 @@
-"""Model registry: timm-style names → factory + configuration."""
+"""Model registry: timm-style names → factory, family, configuration and a tiny test configuration."""
 
 import difflib
 import fnmatch
 
+# The families a registered model belongs to; `list_models(family=...)` filters on them and
+# checkpoint conversion dispatches on them.
+FAMILIES = ("vit", "deit", "swin", "mvitv2", "t2t", "deepvit", "hybrid", "cnn_hybrid", "transformer")
+
 _REGISTRY = {}
 
 
-def register_model(name, builder, **defaults):
-    """Registers `builder(**defaults, **overrides)` under `name`."""
+def register_model(name, builder, *, family, tiny, **defaults):
+    """Registers `builder(**defaults, **overrides)` under `name`.
+
+    Args:
+        name: str, the model name (timm's where timm has the model).
+        builder: the factory.
+        family: one of `FAMILIES`.
+        tiny: dict, overrides of `defaults` that make a tiny model of the
+            same architecture (a few blocks, a few channels, a small input),
+            fast enough to build and run in a test.
+        **defaults: the factory arguments of this model.
+    """
     if name in _REGISTRY:
         raise ValueError(f"A model is already registered under name={name!r}")
-    _REGISTRY[name] = (builder, dict(defaults))
+    if family not in FAMILIES:
+        raise ValueError(f"`family` must be one of {FAMILIES}. Received: family={family!r}")
+    if not isinstance(tiny, dict):
+        raise ValueError(f"`tiny` must be a dict of overrides. Received: tiny={tiny!r}")
+    _REGISTRY[name] = {"builder": builder, "family": family, "defaults": dict(defaults), "tiny": dict(tiny)}
 
 
-def list_models(pattern=None):
-    """Sorted registered names, optionally filtered by a glob `pattern` ("vit_*")."""
+def list_models(pattern=None, family=None):
+    """Sorted registered names, filtered by a glob `pattern` ("vit_*") and/or a `family` ("swin")."""
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"`family` must be one of {FAMILIES}. Received: family={family!r}")
     names = sorted(_REGISTRY)
     if pattern is not None:
         names = [n for n in names if fnmatch.fnmatch(n, pattern)]
+    if family is not None:
+        names = [n for n in names if _REGISTRY[n]["family"] == family]
     return names
 
 
 def model_config(name):
     """The registered defaults of `name` (a copy)."""
     _check_name(name)
-    return dict(_REGISTRY[name][1])
+    return dict(_REGISTRY[name]["defaults"])
+
+
+def model_family(name):
+    """The family of `name`, one of `FAMILIES`."""
+    _check_name(name)
+    return _REGISTRY[name]["family"]
+
+
+def tiny_config(name):
+    """Overrides that make a tiny model of `name`'s architecture (a copy): `get_model(name, **tiny_config(name))`."""
+    _check_name(name)
+    return dict(_REGISTRY[name]["tiny"])
 
 
 def _check_name(name):
@@ -37,14 +71,18 @@ def _check_name(name):
         )
 
 
-def get_model(name, **overrides):
+def get_model(name, /, **overrides):
     """Builds the registered model `name`; keyword arguments override its configuration.
+
+    `name` is positional-only, so `name=` among the overrides names the built
+    model (`get_model("vit_tiny_patch16_224", name="my_vit")`); the model is
+    named after its registry entry otherwise.
 
     Example:
         >>> model = get_model("vit_tiny_patch16_224", classes=10, input_shape=(64, 64, 3))
     """
     _check_name(name)
-    builder, defaults = _REGISTRY[name]
-    kwargs = {**defaults, **overrides}
+    entry = _REGISTRY[name]
+    kwargs = {**entry["defaults"], **overrides}
     kwargs.setdefault("name", name)
-    return builder(**kwargs)
+    return entry["builder"](**kwargs)

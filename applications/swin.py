@@ -25,16 +25,16 @@ from keras_vit.layers import PatchEncoder, PatchMerging, SwinTransformerBlock
 # Sec. 3.3 of the paper: channel number C of the first stage, blocks per
 # stage, and heads per stage (head width 32).
 SWIN_CONFIGS = {
-    "tiny": {"embed_dim": 96, "depths": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)},
-    "small": {"embed_dim": 96, "depths": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)},
-    "base": {"embed_dim": 128, "depths": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)},
+    "tiny": {"hidden_dim": 96, "depth": (2, 2, 6, 2), "num_heads": (3, 6, 12, 24)},
+    "small": {"hidden_dim": 96, "depth": (2, 2, 18, 2), "num_heads": (3, 6, 12, 24)},
+    "base": {"hidden_dim": 128, "depth": (2, 2, 18, 2), "num_heads": (4, 8, 16, 32)},
 }
 
 
 def SwinTransformer(
     patch_size=4,
-    embed_dim=96,
-    depths=(2, 2, 6, 2),
+    hidden_dim=96,
+    depth=(2, 2, 6, 2),
     num_heads=(3, 6, 12, 24),
     window_size=7,
     mlp_ratio=4.0,
@@ -63,8 +63,8 @@ def SwinTransformer(
 
     Args:
         patch_size: int, patch side P; must divide the image size.
-        embed_dim: int, width C of the first stage (stage i has C * 2^i).
-        depths: blocks per stage.
+        hidden_dim: int, width C of the first stage (stage i has C * 2^i).
+        depth: blocks per stage, one int per stage.
         num_heads: heads per stage, or an int for the first stage, doubled
             at each stage.
         window_size: int or `(M_h, M_w)`, window side M; shifted blocks
@@ -72,9 +72,10 @@ def SwinTransformer(
             use one unshifted window covering the map.
         mlp_ratio: float, MLP width / stage width.
         include_top: bool, whether to include the classification head.
-        weights: None (random initialisation) or the path of a Keras weights
-            file (`.weights.h5` / `.keras`) for this architecture; timm
-            checkpoints convert with `keras_vit.convert_swin_mvit.convert_timm_swin`.
+        weights: None (random initialisation), the path of a Keras weights
+            file (`.weights.h5` / `.keras`), or a timm checkpoint file
+            (`.safetensors` / `.pth` / `.bin`), converted through
+            `keras_vit.convert.load_checkpoint`.
         input_tensor: optional Keras tensor to use as the image input.
         input_shape: `(H, W, C)`; defaults to `(224, 224, 3)`.
         pooling: "avg", "max", or None (return the normalised last map
@@ -95,8 +96,8 @@ def SwinTransformer(
     """
     check_pooling(pooling, include_top, MAP_POOLINGS)
     check_classes(classes, include_top)
-    depths, heads, dims = check_stages(embed_dim, depths, num_heads)
-    num_stages = len(depths)
+    stage_depths, heads, dims = check_stages(hidden_dim, depth, num_heads)
+    num_stages = len(stage_depths)
     window = (window_size, window_size) if isinstance(window_size, (int, np.integer)) else tuple(window_size)
     if len(window) != 2 or not all(isinstance(w, (int, np.integer)) and w > 0 for w in window):
         raise ValueError(f"`window_size` must be a positive integer or pair. Received: window_size={window_size!r}")
@@ -113,12 +114,12 @@ def SwinTransformer(
     x = PatchEncoder(patch_size, dims[0], class_token=False, position_embedding="none", name="patch_embed")(inputs)
     x = keras.layers.Reshape((*grid, dims[0]), name="patch_grid")(x)
     x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="patch_norm")(x)
-    rates = np.linspace(0.0, drop_path_rate, sum(depths))
+    rates = np.linspace(0.0, drop_path_rate, sum(stage_depths))
     block = 0
     for i in range(num_stages):
         if i > 0:
             x = PatchMerging(dims[i], layer_norm_epsilon=layer_norm_epsilon, name=f"stage_{i}_downsample")(x)
-        for j in range(depths[i]):
+        for j in range(stage_depths[i]):
             x = SwinTransformerBlock(
                 heads[i],
                 window_size=window,
@@ -142,9 +143,14 @@ def _variant(func_name, size, description):
     return variant(func_name, SwinTransformer, config, description, default_pooling="avg")
 
 
-SwinTiny = _variant("SwinTiny", "tiny", "Swin-T: C=96, depths (2, 2, 6, 2), heads (3, 6, 12, 24), window 7 (28.3M parameters).")
-SwinSmall = _variant("SwinSmall", "small", "Swin-S: C=96, depths (2, 2, 18, 2), heads (3, 6, 12, 24), window 7 (49.6M parameters).")
-SwinBase = _variant("SwinBase", "base", "Swin-B: C=128, depths (2, 2, 18, 2), heads (4, 8, 16, 32), window 7 (87.8M parameters).")
+SwinTiny = _variant("SwinTiny", "tiny", "Swin-T: C=96, depth (2, 2, 6, 2), heads (3, 6, 12, 24), window 7 (28.3M parameters).")
+SwinSmall = _variant("SwinSmall", "small", "Swin-S: C=96, depth (2, 2, 18, 2), heads (3, 6, 12, 24), window 7 (49.6M parameters).")
+SwinBase = _variant("SwinBase", "base", "Swin-B: C=128, depth (2, 2, 18, 2), heads (4, 8, 16, 32), window 7 (87.8M parameters).")
+
+
+# A tiny Swin for tests (registry `tiny` entries): two stages, 2×2 windows on a 4×4 patch grid.
+TINY_SWIN = {"hidden_dim": 8, "depth": (2, 1), "num_heads": (1, 2), "window_size": 2, "input_shape": (16, 16, 3),
+             "classes": 5}
 
 
 def _register_all():
@@ -152,6 +158,8 @@ def _register_all():
         register_model(
             f"swin_{size}_patch4_window7_224",
             SwinTransformer,
+            family="swin",
+            tiny=TINY_SWIN,
             **config,
             patch_size=4,
             window_size=7,

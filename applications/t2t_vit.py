@@ -4,8 +4,10 @@ Scratch on ImageNet", ICCV 2021).
 The image is tokenised progressively: a soft split (overlapping unfold) makes
 tokens, a token transformer re-structures them, they are reshaped into an
 image again and split again (Eq. 1-3 of the paper); the final tokens enter
-the ViT backbone (`VisionTransformer`, here with the T2T module as its stem
-and 1×1 patches, so its patch projection is the T2T module's `project`).
+the ViT backbone. T2T-ViT is a configuration of the ViT builder
+(`build_vit` through `VisionTransformer`): the T2T module is the stem of its
+embedding hook, with 1×1 patches, so the patch projection is the T2T module's
+`project`.
 """
 
 import keras
@@ -14,7 +16,6 @@ from keras_vit.applications.common import variant
 from keras_vit.applications.registry import register_model
 from keras_vit.applications.vit import VisionTransformer
 from keras_vit.layers import SoftSplit, TokenPerformer, TokenTransformer
-from keras_vit.torch_state import StateDict, check_all_used, load_array, load_layer_norm, load_linear
 
 # The official model table (models/t2t_vit.py of the T2T-ViT code): width,
 # depth, heads, MLP width (mlp_ratio × width) and the token-layer type.
@@ -201,99 +202,20 @@ T2TViTT19 = _variant("T2TViTT19", "t2t_vit_t_19")
 T2TViTT24 = _variant("T2TViTT24", "t2t_vit_t_24")
 
 
+# A tiny T2T-ViT for tests (registry `tiny` entries): narrow token layers, 32×32 images.
+TINY_T2T = {"hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "token_dim": 8,
+            "input_shape": (32, 32, 3), "classes": 5}
+
+
 def _register_all():
     for name, config in T2T_CONFIGS.items():
-        register_model(name, T2TViT, **config, input_shape=(224, 224, 3))
+        register_model(name, T2TViT, family="t2t", tiny=TINY_T2T, **config, input_shape=(224, 224, 3))
     # The small models trained from scratch on 32×32 images (CIFAR).
     for size in ("t2t_vit_7", "t2t_vit_10", "t2t_vit_12"):
         register_model(
-            f"{size}_cifar_32", T2TViT, **T2T_CONFIGS[size],
+            f"{size}_cifar_32", T2TViT, family="t2t", tiny=TINY_T2T, **T2T_CONFIGS[size],
             soft_splits=CIFAR_SOFT_SPLITS, input_shape=(32, 32, 3), classes=10,
         )
 
 
 _register_all()
-
-
-def _load_block(block, state, prefix, attn, qkv, proj, norm2, fc1, fc2, norm1):
-    load_layer_norm(block.norm1, state, f"{prefix}.{norm1}")
-    load_linear(block.attention.qkv, state, f"{prefix}.{attn}.{qkv}")
-    load_linear(block.attention.proj, state, f"{prefix}.{attn}.{proj}")
-    load_layer_norm(block.norm2, state, f"{prefix}.{norm2}")
-    load_linear(block.mlp.fc1, state, f"{prefix}.{fc1}")
-    load_linear(block.mlp.fc2, state, f"{prefix}.{fc2}")
-
-
-def load_t2t_state_dict(model, state_dict, layout="official"):
-    """Copies a PyTorch T2T-ViT state dict (name → NumPy array) into `model`.
-
-    Args:
-        model: a `T2TViT` with the same configuration.
-        state_dict: mapping from parameter names to arrays.
-        layout: "official" (the T2T-ViT code's `T2T_ViT`, both token
-            types) or "vit_pytorch" (`vit_pytorch.t2t.T2TViT`, built here
-            with `tokens_type="transformer", token_dim=None`).
-
-    Returns:
-        `model`. Raises `ValueError` on a shape mismatch or an entry the
-        model has no place for. Official checkpoints trained with
-        `qk_scale=dim**-0.5` need that scale, which this model does not
-        change: their outputs differ slightly.
-    """
-    state = StateDict(state_dict)
-    embed = model.get_layer("patch_embed")
-    t2t_layers = sorted(
-        (layer for layer in model.layers if isinstance(layer, (TokenTransformer, TokenPerformer))),
-        key=lambda layer: layer.name,
-    )
-    depth = sum(1 for layer in model.layers if layer.name.startswith("block_"))
-    if layout == "official":
-        load_array(embed.cls_token, state, "cls_token")
-        load_array(embed.pos_embed, state, "pos_embed")
-        for i, layer in enumerate(t2t_layers):
-            p = f"tokens_to_token.attention{i + 1}"
-            load_layer_norm(layer.norm1, state, f"{p}.norm1")
-            load_layer_norm(layer.norm2, state, f"{p}.norm2")
-            if isinstance(layer, TokenPerformer):
-                load_linear(layer.kqv, state, f"{p}.kqv")
-                load_linear(layer.proj, state, f"{p}.proj")
-                load_linear(layer.mlp.fc1, state, f"{p}.mlp.0")
-                load_linear(layer.mlp.fc2, state, f"{p}.mlp.2")
-                load_array(layer.random_features, state, f"{p}.w")
-            else:
-                load_linear(layer.qkv, state, f"{p}.attn.qkv")
-                load_linear(layer.proj, state, f"{p}.attn.proj")
-                load_linear(layer.mlp.fc1, state, f"{p}.mlp.fc1")
-                load_linear(layer.mlp.fc2, state, f"{p}.mlp.fc2")
-        load_linear(embed.projection, state, "tokens_to_token.project")
-        for i in range(depth):
-            _load_block(model.get_layer(f"block_{i}"), state, f"blocks.{i}",
-                        "attn", "qkv", "proj", "norm2", "mlp.fc1", "mlp.fc2", "norm1")
-        load_layer_norm(model.get_layer("norm"), state, "norm")
-        head = "head"
-    elif layout == "vit_pytorch":
-        load_array(embed.cls_token, state, "cls_token")
-        load_array(embed.pos_embed, state, "pos_embedding")
-        # to_patch_embedding holds 4 modules per soft split, then the projection.
-        for i, layer in enumerate(t2t_layers):
-            p = f"to_patch_embedding.{4 * i + 3}"
-            load_layer_norm(layer.norm1, state, f"{p}.layers.0.0.norm")
-            load_linear(layer.qkv, state, f"{p}.layers.0.0.to_qkv")
-            load_layer_norm(layer.norm2, state, f"{p}.layers.0.1.net.0")
-            load_linear(layer.mlp.fc1, state, f"{p}.layers.0.1.net.1")
-            load_linear(layer.mlp.fc2, state, f"{p}.layers.0.1.net.4")
-            load_layer_norm(layer.norm3, state, f"{p}.norm")
-        load_linear(embed.projection, state, f"to_patch_embedding.{4 * len(t2t_layers) + 4}")
-        for i in range(depth):
-            _load_block(model.get_layer(f"block_{i}"), state, f"transformer.layers.{i}",
-                        "0", "to_qkv", "to_out.0", "1.net.0", "1.net.1", "1.net.4", "0.norm")
-        load_layer_norm(model.get_layer("norm"), state, "transformer.norm")
-        head = "mlp_head"
-    else:
-        raise ValueError(f"`layout` must be 'official' or 'vit_pytorch'. Received: layout={layout!r}")
-    if "head" in [layer.name for layer in model.layers]:
-        load_linear(model.get_layer("head"), state, head)
-    else:
-        state.used.update({f"{head}.weight", f"{head}.bias"})
-    check_all_used(state)
-    return model

@@ -318,7 +318,7 @@ class Seq2SeqTransformer(keras.Model):
                 tokenizer.save(os.path.join(dir_path, filename))
 
     def load_assets(self, dir_path):
-        from keras_vit.text import SubwordTokenizer
+        from keras_vit.translation.tokenizer import SubwordTokenizer
 
         paths = [os.path.join(dir_path, f) for f in _TOKENIZER_FILES]
         if os.path.exists(paths[0]):
@@ -410,5 +410,8 @@ def TransformerBig(vocabulary_size=37000, **kwargs):
     return Transformer(vocabulary_size, variant="big", **kwargs)
 
 
-register_model("transformer_base", Transformer, variant="base")
-register_model("transformer_big", Transformer, variant="big")
+# A tiny Transformer for tests (registry `tiny` entries): one layer each side, width 16, 30 tokens.
+TINY_TRANSFORMER = {"vocabulary_size": 30, "num_layers": 1, "hidden_dim": 16, "num_heads": 2, "mlp_dim": 32}
+
+register_model("transformer_base", Transformer, family="transformer", tiny=TINY_TRANSFORMER, variant="base")
+register_model("transformer_big", Transformer, family="transformer", tiny=TINY_TRANSFORMER, variant="big")

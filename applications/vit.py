@@ -2,6 +2,18 @@
 
 The paper's Table 1 sizes, the DeiT sizes (Touvron et al. 2021) and small-data
 variants for 32×32 images, all built by one generic `VisionTransformer`.
+
+`build_vit` is the one builder of every ViT-shaped model in the package, as
+timm's `VisionTransformer(embed_layer=..., block_fn=...)`: it owns
+embedding → dropout → block loop → final norm → pooling → head, and takes the
+two parts that differ between families as hooks:
+
+- `embedding(images) -> (tokens, num_prefix_tokens)`: Eq. (1), z_0.
+  `patch_embedding` makes the ViT one (`PatchEncoder`, optionally after a
+  `stem`: the hybrids' CNN, T2T-ViT's tokens-to-token module); DeepViT has
+  vit-pytorch's normalised patch embedding.
+- `block(name, drop_path) -> layer`: Eq. (2)-(3), one encoder block.
+  `transformer_block` makes ViT's; DeepViT passes `ReAttentionBlock`s.
 """
 
 import keras
@@ -16,7 +28,6 @@ from keras_vit.applications.common import (
     check_positive_ints,
     check_weights,
     image_inputs,
-    load_weights_file,  # noqa: F401 (importable from here, where it used to live)
     variant,
 )
 from keras_vit.applications.registry import register_model
@@ -31,6 +42,159 @@ VIT_CONFIGS = {
     "large": {"hidden_dim": 1024, "depth": 24, "num_heads": 16, "mlp_dim": 4096},
     "huge": {"hidden_dim": 1280, "depth": 32, "num_heads": 16, "mlp_dim": 5120},
 }
+
+# A tiny ViT for tests (registry `tiny` entries): 32×32 images, 4×4 patches of 8, width 32.
+TINY_VIT = {"hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "patch_size": 8,
+            "input_shape": (32, 32, 3), "classes": 5}
+
+
+def patch_embedding(
+    patch_size,
+    hidden_dim,
+    *,
+    stem=None,
+    class_token=True,
+    distillation=False,
+    num_register_tokens=0,
+    position_embedding="learned",
+):
+    """The ViT embedding hook of `build_vit`: optional stem, then `PatchEncoder` (Eq. 1).
+
+    Args:
+        patch_size: int or pair, patch side on the image (or on the stem's
+            feature map); must divide it.
+        hidden_dim: int, width D.
+        stem: optional callable (Keras layer, model, or function of a tensor)
+            applied to the images first; its `(B, h, w, c)` output is
+            patchified instead (Sec. 3.1, "Hybrid Architecture").
+        class_token, distillation, num_register_tokens, position_embedding:
+            see `VisionTransformer`.
+
+    Returns:
+        `embed(images) -> (tokens, num_prefix_tokens)`; the encoder layer is
+        named "patch_embed".
+    """
+
+    def embed(images):
+        features = images if stem is None else stem(images)
+        patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        for axis, extent, p in zip(("height", "width"), features.shape[1:3], patch):
+            if extent is not None and extent % p:
+                raise ValueError(
+                    f"`patch_size` must divide the image {axis}. Received: patch_size={patch_size}, "
+                    f"input_shape={tuple(images.shape[1:])}"
+                    + ("" if stem is None else f", stem output={tuple(features.shape[1:])}")
+                )
+        encoder = PatchEncoder(
+            patch_size,
+            hidden_dim,
+            class_token=class_token,
+            distillation_token=distillation,
+            num_register_tokens=num_register_tokens,
+            position_embedding=position_embedding,
+            name="patch_embed",
+        )
+        return encoder(features), encoder.num_prefix_tokens
+
+    return embed
+
+
+def transformer_block(
+    num_heads,
+    mlp_dim,
+    *,
+    dropout=0.0,
+    attention_dropout=0.0,
+    layer_scale_init=None,
+    qkv_bias=True,
+    layer_norm_epsilon=1e-6,
+):
+    """The ViT block hook of `build_vit`: `block(name, drop_path)` → a pre-norm `TransformerBlock`."""
+
+    def block(name, drop_path):
+        return TransformerBlock(
+            num_heads,
+            mlp_dim,
+            dropout=dropout,
+            attention_dropout=attention_dropout,
+            drop_path=drop_path,
+            layer_scale_init=layer_scale_init,
+            qkv_bias=qkv_bias,
+            layer_norm_epsilon=layer_norm_epsilon,
+            name=name,
+        )
+
+    return block
+
+
+def build_vit(
+    inputs,
+    *,
+    embedding,
+    block,
+    depth,
+    pooling="token",
+    include_top=True,
+    classes=1000,
+    classifier_activation="softmax",
+    dropout=0.0,
+    drop_path_rate=0.0,
+    layer_norm_epsilon=1e-6,
+    distillation=False,
+    input_tensor=None,
+    weights=None,
+    name="vision_transformer",
+):
+    """The one ViT builder: embedding → `depth` blocks → norm → pooling → head (Eq. 1-4).
+
+    The factories check their arguments first; this builds the graph.
+    Layer names are fixed ("pos_drop", "block_{i}", "norm", "pool",
+    "pool_dist", "fc_norm", "head", "head_dist", "head_average",
+    "predictions"): the checkpoint converters address weights by them.
+
+    Args:
+        inputs: the model's image input tensor `(B, H, W, C)`.
+        embedding: `embed(images) -> (tokens (B, N, D), num_prefix_tokens)`,
+            e.g. `patch_embedding(...)`.
+        block: `block(name, drop_path) -> layer` mapping `(B, N, D)` to
+            `(B, N, D)`, e.g. `transformer_block(...)`.
+        depth: int, number of blocks L.
+        pooling: "token" (first token, then the final LayerNorm before it),
+            "avg"/"max" over the patch tokens followed by LayerNorm (timm's
+            `fc_norm`), or None (all normalised tokens).
+        include_top, classes, classifier_activation: the linear head.
+        dropout: float, after the embedding.
+        drop_path_rate: float, stochastic depth rising linearly over the
+            blocks to this rate.
+        layer_norm_epsilon: float.
+        distillation: bool, DeiT's second head on the distillation token
+            (token 1); the two heads' outputs are averaged.
+        input_tensor, weights, name: see `build_model`.
+
+    Returns:
+        An uncompiled `keras.Model`.
+    """
+    x, num_prefix = embedding(inputs)
+    x = keras.layers.Dropout(dropout, name="pos_drop")(x)
+    rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
+    for i in range(depth):
+        x = block(f"block_{i}", float(rates[i]))(x)
+    if pooling in (None, "token"):
+        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")(x)
+    if pooling is not None:
+        if distillation:
+            x_dist = TokenPooling("token", num_prefix, token_index=1, name="pool_dist")(x)
+        x = TokenPooling(pooling, num_prefix, name="pool")(x)
+        if pooling != "token":
+            x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="fc_norm")(x)
+    if include_top:
+        x = keras.layers.Dense(classes, name="head")(x)
+        if distillation:
+            x_dist = keras.layers.Dense(classes, name="head_dist")(x_dist)
+            x = keras.layers.Average(name="head_average")([x, x_dist])
+        if classifier_activation is not None:
+            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+    return build_model(inputs, x, input_tensor, weights, name)
 
 
 def VisionTransformer(
@@ -124,58 +288,40 @@ def VisionTransformer(
     check_classes(classes, include_top)
     check_weights(weights)
 
-    inputs, input_shape = image_inputs(input_tensor, input_shape)
-    features = inputs if stem is None else stem(inputs)
-    grid_shape = tuple(features.shape[1:3])
-    patch = patch_size if isinstance(patch_size, int) else tuple(patch_size)
-    for axis, extent, p in zip(("height", "width"), grid_shape, (patch, patch) if isinstance(patch, int) else patch):
-        if extent is not None and extent % p:
-            raise ValueError(
-                f"`patch_size` must divide the image {axis}. Received: patch_size={patch_size}, "
-                f"input_shape={tuple(input_shape)}" + ("" if stem is None else f", stem output={tuple(features.shape[1:])}")
-            )
-
-    encoder = PatchEncoder(
-        patch_size,
-        hidden_dim,
-        class_token=class_token,
-        distillation_token=distillation,
-        num_register_tokens=num_register_tokens,
-        position_embedding=position_embedding,
-        name="patch_embed",
-    )
-    x = encoder(features)
-    x = keras.layers.Dropout(dropout, name="pos_drop")(x)
-    rates = np.linspace(0.0, drop_path_rate, depth) if depth > 1 else [drop_path_rate]
-    for i in range(depth):
-        x = TransformerBlock(
+    inputs, _ = image_inputs(input_tensor, input_shape)
+    return build_vit(
+        inputs,
+        embedding=patch_embedding(
+            patch_size,
+            hidden_dim,
+            stem=stem,
+            class_token=class_token,
+            distillation=distillation,
+            num_register_tokens=num_register_tokens,
+            position_embedding=position_embedding,
+        ),
+        block=transformer_block(
             num_heads,
             mlp_dim,
             dropout=dropout,
             attention_dropout=attention_dropout,
-            drop_path=float(rates[i]),
             layer_scale_init=layer_scale_init,
             qkv_bias=qkv_bias,
             layer_norm_epsilon=layer_norm_epsilon,
-            name=f"block_{i}",
-        )(x)
-    num_prefix = encoder.num_prefix_tokens
-    if pooling in (None, "token"):
-        x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="norm")(x)
-    if pooling is not None:
-        if distillation:
-            x_dist = TokenPooling("token", num_prefix, token_index=1, name="pool_dist")(x)
-        x = TokenPooling(pooling, num_prefix, name="pool")(x)
-        if pooling != "token":
-            x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="fc_norm")(x)
-    if include_top:
-        x = keras.layers.Dense(classes, name="head")(x)
-        if distillation:
-            x_dist = keras.layers.Dense(classes, name="head_dist")(x_dist)
-            x = keras.layers.Average(name="head_average")([x, x_dist])
-        if classifier_activation is not None:
-            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
-    return build_model(inputs, x, input_tensor, weights, name)
+        ),
+        depth=depth,
+        pooling=pooling,
+        include_top=include_top,
+        classes=classes,
+        classifier_activation=classifier_activation,
+        dropout=dropout,
+        drop_path_rate=drop_path_rate,
+        layer_norm_epsilon=layer_norm_epsilon,
+        distillation=distillation,
+        input_tensor=input_tensor,
+        weights=weights,
+        name=name,
+    )
 
 
 def _variant(func_name, size, patch_size, image_size, description):
@@ -210,21 +356,25 @@ def _register_all():
             register_model(
                 f"vit_{size}_patch{patch}_{image}",
                 VisionTransformer,
+                family="vit",
+                tiny=TINY_VIT,
                 **VIT_CONFIGS[size],
                 patch_size=patch,
                 input_shape=(image, image, 3),
             )
     # DeiT (Touvron et al. 2021): the ViT architecture; distilled ones add a token.
     for size in ("tiny", "small", "base"):
-        register_model(f"deit_{size}_patch16_224", VisionTransformer, **VIT_CONFIGS[size],
-                       patch_size=16, input_shape=(224, 224, 3))
-        register_model(f"deit_{size}_distilled_patch16_224", VisionTransformer, **VIT_CONFIGS[size],
-                       patch_size=16, input_shape=(224, 224, 3), distillation=True)
+        register_model(f"deit_{size}_patch16_224", VisionTransformer, family="deit", tiny=TINY_VIT,
+                       **VIT_CONFIGS[size], patch_size=16, input_shape=(224, 224, 3))
+        register_model(f"deit_{size}_distilled_patch16_224", VisionTransformer, family="deit", tiny=TINY_VIT,
+                       **VIT_CONFIGS[size], patch_size=16, input_shape=(224, 224, 3), distillation=True)
     for patch in (4, 8):
         for depth in (8, 12):
             register_model(
                 f"vit_cifar_patch{patch}_depth{depth}_32",
                 VisionTransformer,
+                family="vit",
+                tiny=TINY_VIT,
                 **SMALL_DATA_CONFIG,
                 depth=depth,
                 patch_size=patch,

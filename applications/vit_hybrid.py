@@ -5,6 +5,14 @@ embedding E is applied to 1×1 patches of a CNN feature map. The R50+ViT-B/16
 model uses a ResNet-50 v2 with weight-standardised convolutions and
 GroupNorm (Big Transfer, Kolesnikov et al. 2020) cut after its third stage
 (stride 16, 1024 channels), with 3, 4 and 9 bottleneck units.
+
+This is the registry family "hybrid": the paper's own architecture, with
+layer names that follow timm's modules, so that timm's `vit_base_r50_s16_*`
+checkpoints and the original `.npz` release convert onto it
+(`weights=`). `cnn_hybrid.py` (family "cnn_hybrid") is the other one: any
+`keras.applications` CNN as the stem, with that CNN's Keras ImageNet weights
+and no checkpoint converter. Both are `VisionTransformer(stem=...)`, i.e. the
+ViT builder `build_vit` with the CNN as the stem of its embedding hook.
 """
 
 import keras
@@ -131,6 +139,10 @@ ViTBaseR50S16 = variant(
 )
 
 
+# A tiny hybrid for tests (registry `tiny` entries): two one-unit stages (stride 8) on 32×32 images.
+TINY_HYBRID = {"stem_layers": (1, 1), "stem_width": 32, "stage_channels": (128, 256), "hidden_dim": 32, "depth": 2,
+               "num_heads": 2, "mlp_dim": 64, "patch_size": 1, "input_shape": (32, 32, 3), "classes": 5}
+
 for _image in (224, 384):
-    register_model(f"vit_base_r50_s16_{_image}", VisionTransformerHybrid, **HYBRID_STEM_CONFIGS["r50"],
-                   **VIT_CONFIGS["base"], input_shape=(_image, _image, 3))
+    register_model(f"vit_base_r50_s16_{_image}", VisionTransformerHybrid, family="hybrid", tiny=TINY_HYBRID,
+                   **HYBRID_STEM_CONFIGS["r50"], **VIT_CONFIGS["base"], input_shape=(_image, _image, 3))

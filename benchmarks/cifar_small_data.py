@@ -45,9 +45,9 @@ FAMILIES = {
 # three stages at 16, 8 and 4 tokens a side).
 SMALL_32 = {
     "swin": ("swin_cifar_p2_w4_32", "SwinTransformer", {
-        "patch_size": 2, "embed_dim": 64, "depths": (2, 2, 2), "num_heads": (2, 4, 8), "window_size": 4}),
+        "patch_size": 2, "hidden_dim": 64, "depth": (2, 2, 2), "num_heads": (2, 4, 8), "window_size": 4}),
     "mvitv2": ("mvitv2_cifar_p2_32", "MViTv2", {
-        "embed_dim": 64, "depths": (1, 2, 3), "num_heads": 1, "kv_stride": 4, "patch_kernel_size": 3,
+        "hidden_dim": 64, "depth": (1, 2, 3), "num_heads": 1, "kv_stride": 4, "patch_kernel_size": 3,
         "patch_stride": 2}),
 }
 MEAN = np.array([0.4914, 0.4822, 0.4465], "float32")

@@ -94,6 +94,7 @@ def bounding_box_share(heatmaps, images, threshold=0.0):
 def evaluate(model, x, y, fraction=0.2, seed=0, random_draws=5):
     """The deletion test and the bounding-box share; returns a dict of numbers."""
     from keras_vit import explain
+    from keras_vit.explain.graph import upsample_maps
 
     probs = explain.class_probabilities(model, x)
     results = {
@@ -123,7 +124,7 @@ def evaluate(model, x, y, fraction=0.2, seed=0, random_draws=5):
         results["seconds"][method] = round(time.time() - start, 1)
     results["mass_in_box"], results["images_with_mass_above_box_share"] = {}, {}
     for method in grids:
-        heat = explain._upsample(grids[method], x.shape[1:3])
+        heat = upsample_maps(grids[method], x.shape[1:3])
         inside, uniform = bounding_box_share(heat, x)
         results["mass_in_box"][method] = float(inside.mean())
         results["images_with_mass_above_box_share"][method] = float((inside > uniform).mean())

@@ -5,7 +5,7 @@ All four decoders emit exactly `--length` tokens (no end token) for a batch
 of random source sequences, with each step compiled (tf.function on
 TensorFlow):
 
-- keras_vit, cached: `keras_vit.decoding.generate(..., use_cache=True)`.
+- keras_vit, cached: `keras_vit.translation.generate(..., use_cache=True)`.
 - keras_vit, uncached: the decoder re-run over the whole prefix each step.
 - keras-hub, cached: `TransformerEncoder`/`TransformerDecoder` stacks with
   `self_attention_cache` / `cross_attention_cache`.
@@ -90,7 +90,7 @@ def main(argv=None):
     import tensorflow as tf
 
     from keras_vit.applications import Transformer
-    from keras_vit.decoding import generate
+    from keras_vit.translation.decoding import generate
 
     keras.utils.set_random_seed(0)
     v, n, d, h, f = args.vocabulary_size, args.num_layers, args.hidden_dim, args.num_heads, args.mlp_dim

@@ -40,7 +40,7 @@ DEMO_CONFIG = {
         "classes": 10,
     },
     "data": {"batch_size": 64, "validation_split": 0.0, "augment": False, "seed": 0},
-    "fit": {"epochs": 25, "learning_rate": 3e-3, "weight_decay": 0.05, "warmup_fraction": 0.1},
+    "fit": {"epochs": 25, "recipe": training.Recipe(learning_rate=3e-3, weight_decay=0.05, warmup_fraction=0.1)},
 }
 TARGET_ACCURACY = 0.95
 

@@ -1,12 +1,13 @@
-"""Checkpoint conversion: numerical parity with timm / Hugging Face / the ViT .npz, and bad input.
+"""`keras_vit.convert`: family dispatch, `weights=<checkpoint>` in every factory with a converter,
+`CheckpointError` messages, and `keras-vit convert` for every family.
 
-The fixtures in tests/fixtures were made by tests/fixtures/make_reference.py
-from reference models with random weights; see that script.
+Parity fixtures: tests/fixtures/make_reference.py (ViT), make_swin_mvit_reference.py (Swin,
+MViTv2, timm) and make_t2t_deepvit_reference.py (T2T-ViT, DeepViT).
 """
 
 import json
 import os
-import pickle
+import subprocess
 import sys
 
 import keras
@@ -14,19 +15,11 @@ import numpy as np
 import pytest
 
 from keras_vit import cli, convert
-from keras_vit.applications import VisionTransformer, VisionTransformerHybrid
+from keras_vit.applications import DeepViT, MViTv2, SwinTransformer, T2TViT, VisionTransformer
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 TOL = 1e-4
-TINY = dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, classes=10, classifier_activation=None)
-HYBRID = dict(stem_layers=(1, 1), stem_width=32, stage_channels=(128, 256))
-
-
-def fixture(name):
-    with np.load(os.path.join(FIXTURES, f"{name}.npz"), allow_pickle=False) as data:
-        out = {k: data[k] for k in data.files}
-    weights = {k[len("weights/"):]: v for k, v in out.items() if k.startswith("weights/")}
-    return weights, out
+TINY_VIT = dict(patch_size=8, input_shape=(32, 32, 3), hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, classes=10)
 
 
 def write_safetensors(weights, path):
@@ -36,314 +29,196 @@ def write_safetensors(weights, path):
     return str(path)
 
 
-def write_pth(weights, path):
-    torch = pytest.importorskip("torch")
-    torch.save({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()}, str(path))
-    return str(path)
+def timm_map_fixture(name):
+    """Swin / MViTv2 fixture: (builder, config, state dict, input, logits)."""
+    data = np.load(os.path.join(FIXTURES, f"{name}.npz"))
+    config = json.loads(str(data["config"]))
+    builder = {"swin": SwinTransformer, "mvitv2": MViTv2}[config.pop("family")]
+    state = {k[2:]: data[k] for k in data.files if k.startswith("w/")}
+    return builder, config, state, data["input"], data["logits"]
 
 
-def write_npz(weights, path):
-    np.savez(str(path), **weights)
-    return str(path)
+def vit_pytorch_fixture(name):
+    """T2T-ViT / DeepViT fixture: (builder kwargs, state dict, input NHWC, logits)."""
+    data = np.load(os.path.join(FIXTURES, f"{name}.npz"))
+    c = json.loads(str(data["config"]))
+    state = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
+    if name == "deepvit_vit_pytorch":
+        kwargs = dict(patch_size=c["patch_size"], hidden_dim=c["dim"], depth=c["depth"], num_heads=c["heads"],
+                      mlp_dim=c["mlp_dim"], head_dim=c["dim_head"], input_shape=(c["image_size"],) * 2 + (3,),
+                      classes=c["num_classes"])
+    elif name == "t2t_vit_pytorch":
+        kwargs = dict(hidden_dim=c["dim"], depth=c["depth"], num_heads=c["heads"], mlp_dim=c["mlp_dim"],
+                      tokens_type="transformer", token_dim=None, soft_splits=c["t2t_layers"],
+                      input_shape=(c["image_size"],) * 2 + (3,), classes=c["num_classes"])
+    else:
+        kwargs = dict(hidden_dim=c["embed_dim"], depth=c["depth"], num_heads=c["num_heads"],
+                      mlp_dim=int(c["embed_dim"] * c["mlp_ratio"]), tokens_type=c["tokens_type"],
+                      token_dim=c["token_dim"], input_shape=(c["img_size"],) * 2 + (3,), classes=c["num_classes"])
+    return kwargs, state, data["input"].transpose(0, 2, 3, 1), data["output"]
 
 
-def outputs_of(model, x, pooling):
-    """(features, pre_logits, logits) of a model with a head, as the reference defines them."""
-    feats_layer = "norm" if pooling == "token" else f"block_{TINY['depth'] - 1}"
-    pre_layer = "pool" if pooling == "token" else "fc_norm"
-    probe = keras.Model(model.inputs, [model.get_layer(feats_layer).output, model.get_layer(pre_layer).output,
-                                       model.output])
-    return [keras.ops.convert_to_numpy(o) for o in probe(x, training=False)]
+def max_diff(model, x, expected):
+    out = keras.ops.convert_to_numpy(model(x, training=False))
+    assert out.shape == expected.shape
+    assert np.abs(expected).max() > 0.1  # a fixture that could not pass by accident
+    return float(np.abs(out - expected).max())
 
 
-def assert_close(actual, expected, what):
-    diff = float(np.max(np.abs(np.asarray(actual, np.float64) - expected)))
-    assert actual.shape == expected.shape, f"{what}: shape {actual.shape} vs reference {expected.shape}"
-    assert diff <= TOL, f"{what}: max abs difference {diff:.3g} > {TOL}"
-    return diff
+# ------------------------------------------------------------------ weights=<checkpoint file>
 
 
-TIMM_CASES = {
-    "timm_vit_token": dict(pooling="token"),
-    "timm_vit_avg": dict(pooling="avg"),
-    "timm_vit_gap_no_class_token": dict(pooling="avg", class_token=False),
-}
+@pytest.mark.parametrize("name", ["swin_tiny_config", "mvitv2_tiny_config"])
+def test_weights_file_in_swin_and_mvitv2_factories(name, tmp_path):
+    builder, config, state, x, logits = timm_map_fixture(name)
+    path = write_safetensors(state, tmp_path / "model.safetensors")
+    model = builder(**config, classifier_activation=None, weights=path)
+    assert max_diff(model, x, logits) <= TOL
 
 
-@pytest.mark.parametrize("name", sorted(TIMM_CASES))
-def test_timm_vit_parity(name, tmp_path):
-    weights, ref = fixture(name)
-    path = write_safetensors(weights, tmp_path / "model.safetensors")
-    model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **TINY, **TIMM_CASES[name])
-    feats, pre, logits = outputs_of(model, ref["inputs"], TIMM_CASES[name]["pooling"])
-    assert_close(feats, ref["features"], "features")
-    assert_close(pre, ref["pre_logits"], "pre-logits")
-    assert_close(logits, ref["logits"], "logits")
-
-
-def test_timm_deit_distilled_parity_from_pth(tmp_path):
-    weights, ref = fixture("timm_deit_distilled")
-    path = write_pth(weights, tmp_path / "deit.pth")
-    model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), distillation=True, weights=path, **TINY)
-    feats, _, logits = outputs_of(model, ref["inputs"], "token")
-    assert_close(feats, ref["features"], "features")
-    assert_close(logits, ref["logits"], "logits (mean of the two heads)")
-
-
-def test_timm_hybrid_parity(tmp_path):
-    weights, ref = fixture("timm_hybrid")
-    path = write_safetensors(weights, tmp_path / "hybrid.safetensors")
-    model = VisionTransformerHybrid(**HYBRID, input_shape=(32, 32, 3), weights=path, **TINY)
-    feats, pre, logits = outputs_of(model, ref["inputs"], "token")
-    assert_close(feats, ref["features"], "features")
-    assert_close(pre, ref["pre_logits"], "pre-logits")
-    assert_close(logits, ref["logits"], "logits")
-
-
-@pytest.mark.parametrize("name, kwargs", [
-    ("npz_vit", dict(patch_size=8)),
-    ("npz_hybrid", dict(patch_size=1, **HYBRID)),
+@pytest.mark.parametrize("name, builder", [
+    ("t2t_official_performer", T2TViT),
+    ("t2t_vit_pytorch", T2TViT),
+    ("deepvit_vit_pytorch", DeepViT),
 ])
-def test_google_npz_parity(name, kwargs, tmp_path):
-    weights, ref = fixture(name)
-    assert "pre_logits/kernel" in weights  # dropped by the conversion, as timm drops it
-    path = write_npz(weights, tmp_path / "ViT.npz")
-    builder = VisionTransformerHybrid if "hybrid" in name else VisionTransformer
-    model = builder(input_shape=(32, 32, 3), weights=path, **TINY, **kwargs)
-    feats, pre, logits = outputs_of(model, ref["inputs"], "token")
-    assert_close(feats, ref["features"], "features")
-    assert_close(logits, ref["logits"], "logits")
+def test_weights_file_in_t2t_and_deepvit_factories(name, builder, tmp_path):
+    kwargs, state, x, logits = vit_pytorch_fixture(name)
+    path = write_safetensors(state, tmp_path / "model.safetensors")
+    model = builder(**kwargs, classifier_activation=None, weights=path)
+    assert max_diff(model, x, logits) <= TOL
 
 
-def test_hf_vit_classification_parity(tmp_path):
-    weights, ref = fixture("hf_vit_classification")
-    assert "vit.encoder.layer.0.attention.attention.query.weight" in weights
-    path = write_safetensors(weights, tmp_path / "model.safetensors")
-    model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), layer_norm_epsilon=1e-12, weights=path, **TINY)
-    feats, pre, logits = outputs_of(model, ref["inputs"], "token")
-    assert_close(feats, ref["features"], "features")
-    assert_close(logits, ref["logits"], "logits")
+def test_weights_file_needs_a_known_extension(tmp_path):
+    path = tmp_path / "model.ckpt"
+    path.write_text("x")
+    with pytest.raises(ValueError, match=r"`weights` must be a Keras `.weights.h5` or `.keras` file, or a "
+                                         r"checkpoint .*Received: weights=.*model.ckpt"):
+        SwinTransformer(hidden_dim=8, depth=(1,), num_heads=1, input_shape=(16, 16, 3), weights=str(path))
 
 
-def test_hf_vit_model_parity_without_head(tmp_path):
-    weights, ref = fixture("hf_vit_model")
-    assert "pooler.dense.weight" in weights  # ViTModel's pooler is not part of our model
-    path = write_safetensors(weights, tmp_path / "model.safetensors")
-    tiny = {k: v for k, v in TINY.items() if k not in ("classes", "classifier_activation")}
-    model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), layer_norm_epsilon=1e-12, include_top=False,
-                              pooling=None, weights=path, **tiny)
-    assert_close(keras.ops.convert_to_numpy(model(ref["inputs"], training=False)), ref["features"], "features")
+# ------------------------------------------------------------------ dispatch
 
 
-def test_hf_deit_with_teacher_parity(tmp_path):
-    weights, ref = fixture("hf_deit_distilled")
-    path = write_pth(weights, tmp_path / "pytorch_model.bin")
-    model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), layer_norm_epsilon=1e-12, distillation=True,
-                              weights=path, **TINY)
-    feats, _, logits = outputs_of(model, ref["inputs"], "token")
-    assert_close(feats, ref["features"], "features")
-    assert_close(logits, ref["logits"], "logits")
+def test_family_is_detected_from_the_layers_also_after_keras_save_and_load(tmp_path):
+    builder, config, state, x, logits = timm_map_fixture("swin_tiny_config")
+    model = builder(**config, classifier_activation=None)
+    assert convert.detect_family(model) == "swin"
+    model.save(tmp_path / "swin.keras")
+    reloaded = keras.saving.load_model(tmp_path / "swin.keras")
+    assert convert.detect_family(reloaded) == "swin"
+    convert.load_checkpoint(reloaded, state)
+    assert max_diff(reloaded, x, logits) <= TOL
+
+    expected = {
+        "vit": VisionTransformer(**TINY_VIT),
+        "mvitv2": MViTv2(hidden_dim=8, depth=(1, 1), num_heads=1, input_shape=(32, 32, 3)),
+        "t2t": T2TViT(hidden_dim=16, depth=1, num_heads=2, mlp_dim=16, token_dim=8, input_shape=(32, 32, 3)),
+        "deepvit": DeepViT(patch_size=8, hidden_dim=16, depth=1, num_heads=2, mlp_dim=16, input_shape=(16, 16, 3)),
+    }
+    assert {family: convert.detect_family(m) for family, m in expected.items()} == {f: f for f in expected}
+    with pytest.raises(ValueError, match=r"No checkpoint converter for model 'sequential"):
+        convert.detect_family(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)], name="sequential"))
 
 
-# ------------------------------------------------------------------ resampling
+def test_layout_is_detected_and_can_be_forced():
+    kwargs, state, x, logits = vit_pytorch_fixture("t2t_official_transformer")
+    model = T2TViT(**kwargs, classifier_activation=None)
+    convert.load_checkpoint(model, state, layout="official")
+    assert max_diff(model, x, logits) <= TOL
+    with pytest.raises(ValueError, match=r"`layout` must be 'auto' or one of \('official', 'vit_pytorch'\) for "
+                                         r"t2t models. Received: layout='timm'"):
+        convert.load_checkpoint(model, state, layout="timm")
+    with pytest.raises(convert.CheckpointError, match=r"unexpected in the checkpoint: 'pos_embed' \(shape \(1, 5, 32\)\)"):
+        convert.load_checkpoint(model, state, layout="vit_pytorch")
 
 
-def test_interpolation_matches_timm_resample_fixture():
-    _, ref = fixture("timm_resample")
-    pos = ref["pos"]
-    for new in (12, 3, 7):
-        got = convert.resample_abs_pos_embed(pos, (new, new), num_prefix_tokens=1)
-        assert_close(got, ref[f"pos_{new}"], f"pos {new}x{new}")
-        np.testing.assert_array_equal(got[:, :1], pos[:, :1])  # the class row is kept apart
-    got = convert.resample_abs_pos_embed(pos, (5, 9), interpolation="bilinear", antialias=False)
-    assert_close(got, ref["pos_5x9_bilinear_noaa"], "bilinear, no antialias")
-    got = convert.resample_abs_pos_embed(pos, (10, 4), interpolation="bicubic", antialias=False)
-    assert_close(got, ref["pos_10x4_bicubic_noaa"], "bicubic, no antialias")
-    kernel = ref["kernel"].transpose(2, 3, 1, 0)  # torch (O, I, kh, kw) -> Keras (kh, kw, I, O)
-    for new in (4, 16, 5):
-        got = convert.resample_patch_embed(kernel, (new, new)).transpose(3, 2, 0, 1)
-        assert_close(got, ref[f"kernel_{new}"], f"patch kernel {new}x{new}")
+def test_checkpoint_of_another_family_is_refused_with_its_keys():
+    _, _, state, _, _ = timm_map_fixture("swin_tiny_config")
+    model = VisionTransformer(**TINY_VIT)
+    with pytest.raises(convert.CheckpointError, match=r"The timm checkpoint does not fit the vit model.*"
+                                                      r"unexpected in the checkpoint: 'patch_embed.norm.weight'"):
+        convert.load_checkpoint(model, state)
+    blocks_only = {k: v for k, v in state.items() if k.startswith("layers.")}
+    with pytest.raises(convert.CheckpointError, match=r"Unrecognised checkpoint layout for a vit model.*"
+                                                      r"First keys: 'layers.0.blocks.0.norm1.weight'"):
+        convert.load_checkpoint(model, blocks_only)
 
 
-def test_resample_returns_input_when_grid_matches():
-    pos = np.random.rand(1, 17, 4).astype(np.float32)
-    assert convert.resample_abs_pos_embed(pos, (4, 4)) is pos
+# ------------------------------------------------------------------ CheckpointError
 
 
-@pytest.mark.parametrize("tag", ["up", "down"])
-def test_checkpoint_at_another_resolution_and_patch_size(tag, tmp_path):
-    weights, ref = fixture("timm_vit_resampled")
-    img, patch = json.loads(str(ref["config"]))[tag]
-    path = write_safetensors(weights, tmp_path / "model.safetensors")
-    model = VisionTransformer(patch_size=patch, input_shape=(img, img, 3), weights=path, **TINY)
-    feats, pre, logits = outputs_of(model, ref[f"{tag}_inputs"], "token")
-    assert_close(feats, ref[f"{tag}_features"], "features")
-    assert_close(logits, ref[f"{tag}_logits"], "logits")
-
-
-# ------------------------------------------------------------------ fine-tuning
-
-
-def test_fine_tune_new_head_at_new_resolution(tmp_path):
-    weights, ref = fixture("timm_vit_token")
-    path = write_safetensors(weights, tmp_path / "model.safetensors")
-    tiny = {k: v for k, v in TINY.items() if k not in ("classes", "classifier_activation")}
-    model = VisionTransformer(patch_size=8, input_shape=(48, 48, 3), classes=3, weights=path, **tiny)
-    pos = keras.ops.convert_to_numpy(model.get_layer("patch_embed").pos_embed)
-    expected = convert.resample_abs_pos_embed(weights["pos_embed"], (6, 6))
-    np.testing.assert_allclose(pos, expected, atol=1e-6)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("block_0").norm1.gamma), weights["blocks.0.norm1.weight"])
-    assert model.get_layer("head").kernel.shape == (32, 3)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  run_eagerly=True)  # a tiny fit: tracing would cost more than it saves
-    rng = np.random.default_rng(0)
-    x, y = rng.standard_normal((16, 48, 48, 3)).astype("float32"), rng.integers(0, 3, 16)
-    history = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
-    assert history.history["loss"][-1] < history.history["loss"][0]
-
-    features = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), include_top=False, weights=path, **tiny)
-    assert_close(keras.ops.convert_to_numpy(features(ref["inputs"], training=False)), ref["pre_logits"], "include_top=False features")
-
-
-# ------------------------------------------------------------------ bad input
-
-
-def test_checkpoint_of_another_depth_names_missing_keys(tmp_path):
-    weights, _ = fixture("timm_vit_token")
-    path = write_safetensors(weights, tmp_path / "model.safetensors")
-    with pytest.raises(convert.CheckpointError, match=r"12 missing from the checkpoint: "
-                                                      r"'block_2/attention/qkv/kernel' \(shape \(32, 96\)\)"):
-        VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "depth": 3})
-    with pytest.raises(convert.CheckpointError, match=r"12 unexpected in the checkpoint: 'blocks.1.attn.proj.bias' "
-                                                      r"\(shape \(32,\), as Keras weight 'block_1/attention/proj/bias'\)"):
-        VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "depth": 1})
-
-
-def test_checkpoint_of_another_size_names_both_shapes(tmp_path):
-    weights, _ = fixture("timm_vit_token")
-    path = write_safetensors(weights, tmp_path / "model.safetensors")
+def test_checkpoint_error_names_missing_unexpected_and_mis_shaped_keys():
+    builder, config, state, _, _ = timm_map_fixture("swin_tiny_config")
+    model = builder(**config)
+    broken = dict(state)
+    broken["layers.0.blocks.0.extra.weight"] = np.zeros(3, "float32")
+    del broken["norm.weight"]
+    broken["norm.bias"] = np.zeros(5, "float32")
     with pytest.raises(convert.CheckpointError) as info:
-        VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "mlp_dim": 128})
+        convert.load_checkpoint(model, broken)
     message = str(info.value)
-    assert "6 mis-shaped: 'blocks.0.mlp.fc1.bias': checkpoint shape (64,) (as Keras layout (64,)) vs model " \
-           "weight 'block_0/mlp/fc1/bias' shape (128,); 'blocks.0.mlp.fc1.weight': checkpoint shape (64, 32) " \
-           "(as Keras layout (32, 64)) vs model weight 'block_0/mlp/fc1/kernel' shape (32, 128)" in message
-    assert "missing" not in message and "unexpected" not in message
-    with pytest.raises(convert.CheckpointError, match=r"mis-shaped: 'blocks.0.attn.proj.bias': checkpoint shape "
-                                                      r"\(32,\) \(as Keras layout \(32,\)\) vs model weight "
-                                                      r"'block_0/attention/proj/bias' shape \(48,\)"):
-        VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "hidden_dim": 48,
-                                                                                  "num_heads": 3})
+    assert isinstance(info.value, ValueError)
+    assert "The timm checkpoint does not fit the swin model" in message
+    assert ("1 mis-shaped: 'norm.bias': checkpoint shape (5,) (as Keras layout (5,)) vs model weight "
+            "'norm/beta' shape (32,)") in message
+    assert "1 missing from the checkpoint: 'norm/gamma' (shape (32,))" in message
+    assert "1 unexpected in the checkpoint: 'layers.0.blocks.0.extra.weight' (shape (3,))" in message
 
 
-def test_distilled_checkpoint_into_plain_vit_names_unexpected_keys(tmp_path):
-    weights, _ = fixture("timm_deit_distilled")
-    path = write_safetensors(weights, tmp_path / "deit.safetensors")
-    with pytest.raises(convert.CheckpointError, match=r"unexpected in the checkpoint: 'dist_token'"):
-        VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **TINY)
+def test_checkpoint_error_for_a_deeper_deepvit_checkpoint():
+    kwargs, state, _, _ = vit_pytorch_fixture("deepvit_vit_pytorch")
+    model = DeepViT(**{**kwargs, "depth": 1})
+    with pytest.raises(convert.CheckpointError, match=r"14 unexpected in the checkpoint: 'transformer.layers.1.0.reattn_weights' "
+                                                      r"\(shape \(4, 4\), as Keras weight 'block_1/attention/mixing'\)"):
+        convert.load_checkpoint(model, state)
 
 
-def test_truncated_and_foreign_files_are_clear_errors(tmp_path):
-    weights, _ = fixture("timm_vit_token")
-    path = write_safetensors(weights, tmp_path / "model.safetensors")
-    data = open(path, "rb").read()
-    truncated = tmp_path / "truncated.safetensors"
-    truncated.write_bytes(data[: len(data) // 2])
-    with pytest.raises(convert.CheckpointError, match="Not a readable safetensors checkpoint"):
-        convert.read_checkpoint(truncated)
-    text = tmp_path / "notes.safetensors"
-    text.write_text("these are not weights")
-    with pytest.raises(convert.CheckpointError, match="Not a readable safetensors checkpoint"):
-        convert.read_checkpoint(text)
-    bad_npz = tmp_path / "model.npz"
-    bad_npz.write_bytes(b"PK\x03\x04 not really a zip")
-    with pytest.raises(convert.CheckpointError, match="Not a readable .npz checkpoint"):
-        convert.read_checkpoint(bad_npz)
-    (tmp_path / "model.ckpt").write_text("x")
-    with pytest.raises(ValueError, match=r"Unknown checkpoint extension.*model.ckpt"):
-        convert.read_checkpoint(tmp_path / "model.ckpt")
-    with pytest.raises(FileNotFoundError):
-        convert.read_checkpoint(tmp_path / "absent.safetensors")
-    with pytest.raises(convert.CheckpointError, match="Unrecognised checkpoint layout"):
-        convert.convert_state_dict(keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)]), {"w": np.ones(2)})
+def test_missing_part_of_a_fused_weight_is_named():
+    with np.load(os.path.join(FIXTURES, "hf_vit_classification.npz")) as data:
+        state = {k[len("weights/"):]: data[k] for k in data.files if k.startswith("weights/")}
+    del state["vit.encoder.layer.0.attention.attention.key.bias"]
+    model = VisionTransformer(**{**TINY_VIT, "classes": 10}, include_top=False, pooling=None)
+    with pytest.raises(convert.CheckpointError, match=r"no `key\|k_proj` part of 'block_0/attention/qkv/bias'"):
+        convert.load_checkpoint(model, state)
 
 
-def test_bfloat16_safetensors_read_as_float32(tmp_path):
-    # A file written byte by byte: header length, JSON header, then a BF16 and an F32 tensor.
-    values = np.array([[1.0, -2.5], [0.15625, 3.0e5]], np.float32)
-    bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
-    f32 = np.arange(3, dtype="<f4").tobytes()
-    header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]},
-                         "b": {"dtype": "F32", "shape": [3], "data_offsets": [8, 20]}}).encode()
-    path = tmp_path / "bf16.safetensors"
-    path.write_bytes(np.array([len(header)], "<u8").tobytes() + header + bf16 + f32)
-    arrays = convert.read_checkpoint(path)
-    assert arrays["w"].dtype == np.float32
-    np.testing.assert_array_equal(arrays["w"], [[1.0, -2.5], [0.15625, 299008.0]])  # 3e5 rounded to bf16
-    np.testing.assert_array_equal(arrays["b"], [0.0, 1.0, 2.0])
-    # The reader used where NumPy has no bfloat16 type registered (no ml_dtypes imported).
-    fallback = convert._read_bfloat16_safetensors(str(path))
-    np.testing.assert_array_equal(fallback["w"], arrays["w"])
-    np.testing.assert_array_equal(fallback["b"], arrays["b"])
+# ------------------------------------------------------------------ keras-vit convert
 
 
-def test_truncated_pth_is_a_clear_error(tmp_path):
-    weights, _ = fixture("timm_vit_token")
-    path = write_pth(weights, tmp_path / "model.pth")
-    data = open(path, "rb").read()
-    truncated = tmp_path / "truncated.pth"
-    truncated.write_bytes(data[: len(data) // 3])
-    with pytest.raises(convert.CheckpointError, match="Not a readable PyTorch checkpoint"):
-        convert.read_checkpoint(truncated)
-
-
-class _Payload:
-    """Unpickling this object would call `os.system`: a checkpoint that runs code."""
-
-    def __reduce__(self):
-        return (os.system, ("echo pwned > /dev/null",))
-
-
-def test_pickle_needing_code_execution_is_refused(tmp_path):
-    torch = pytest.importorskip("torch")
-    path = tmp_path / "evil.pth"
-    torch.save({"pos_embed": torch.zeros(1, 17, 32), "payload": _Payload()}, str(path))
-    with pytest.raises(convert.CheckpointError, match="Refused to load .*needs code execution"):
-        convert.read_checkpoint(path)
-    plain = tmp_path / "evil.bin"
-    plain.write_bytes(pickle.dumps({"payload": _Payload()}))
-    with pytest.raises(convert.CheckpointError, match="Refused to load|Not a readable PyTorch checkpoint"):
-        convert.read_checkpoint(plain)
-    obj_npz = tmp_path / "objects.npz"
-    np.savez(str(obj_npz), payload=np.array([_Payload()], dtype=object))
-    with pytest.raises(convert.CheckpointError, match="Refused to load .*pickled objects"):
-        convert.read_checkpoint(obj_npz)
-
-
-def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "torch", None)
-    with pytest.raises(ImportError, match=r"needs PyTorch \(`pip install torch`\)"):
-        convert.read_torch_state_dict(tmp_path / "model.pth")
-
-
-# ------------------------------------------------------------------ command line
-
-
-def test_cli_convert_writes_keras_weights(tmp_path, capsys):
-    weights, ref = fixture("timm_vit_token")
+def test_cli_convert_vit_in_process(tmp_path, capsys):
+    with np.load(os.path.join(FIXTURES, "timm_vit_token.npz")) as data:
+        weights = {k[len("weights/"):]: data[k] for k in data.files if k.startswith("weights/")}
+        inputs, logits = data["inputs"], data["logits"]
     src = write_safetensors(weights, tmp_path / "model.safetensors")
     out = tmp_path / "vit.weights.h5"
-    config = {"hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "patch_size": 8,
-              "input_shape": [32, 32, 3]}
+    config = {"hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "patch_size": 8, "input_shape": [32, 32, 3]}
     code = cli.main(["convert", src, "--model", "vit_small_patch16_224", "--config", json.dumps(config),
                      "--out", str(out)])
     assert code == 0
     assert "classes=10" in capsys.readouterr().out
-    model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), **TINY)
+    model = VisionTransformer(**TINY_VIT, classifier_activation=None)
     model.load_weights(str(out))
-    assert_close(keras.ops.convert_to_numpy(model(ref["inputs"], training=False)), ref["logits"], "logits after convert + load")
+    assert max_diff(model, inputs, logits) <= TOL
 
     code = cli.main(["convert", src, "--model", "vit_small_patch16_224", "--out", str(tmp_path / "x.weights.h5")])
     assert code == 2
     err = capsys.readouterr().err
     assert "keras-vit convert: error:" in err and "mis-shaped: 'blocks.0.attn.proj.bias'" in err
+
+
+def test_cli_convert_swin_checkpoint_as_a_subprocess(tmp_path):
+    builder, config, state, x, logits = timm_map_fixture("swin_tiny_config")
+    src = write_safetensors(state, tmp_path / "swin.safetensors")
+    out = tmp_path / "swin.weights.h5"
+    overrides = {k: v for k, v in config.items() if k != "classes"}
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0"}
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_vit.cli", "convert", src, "--model", "swin_tiny_patch4_window7_224",
+         "--config", json.dumps(overrides), "--out", str(out)],
+        capture_output=True, text=True, env=env, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr
+    assert f"classes={config['classes']}" in result.stdout and "(swin)" in result.stdout
+    model = builder(**config, classifier_activation=None)
+    model.load_weights(str(out))
+    assert max_diff(model, x, logits) <= TOL

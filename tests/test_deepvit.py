@@ -6,7 +6,8 @@ import pytest
 
 import keras
 from keras_vit.applications import get_model, list_models
-from keras_vit.applications.deepvit import DeepViT, load_deepvit_state_dict
+from keras_vit.applications.deepvit import DeepViT
+from keras_vit.convert import load_checkpoint
 from keras_vit.layers import ReAttention
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
@@ -22,7 +23,7 @@ def test_parity_with_vit_pytorch_deepvit():
         input_shape=(config["image_size"], config["image_size"], 3), classes=config["num_classes"],
         classifier_activation=None,
     )
-    load_deepvit_state_dict(model, state)
+    load_checkpoint(model, state)
     out = keras.ops.convert_to_numpy(model(data["input"].transpose(0, 2, 3, 1)))
     assert np.abs(data["output"]).max() > 0.1
     assert np.abs(out - data["output"]).max() <= 1e-4

@@ -10,7 +10,9 @@ import pytest
 from keras_vit import explain
 from keras_vit.applications import VisionTransformer
 from keras_vit.cli import main as cli_main
-from keras_vit.layers import PatchEncoder, TransformerBlock
+from keras_vit.explain.analyses import token_distances
+from keras_vit.explain.graph import AttentionHooks, Structure, attention_blocks, explained_model
+from keras_vit.layers import PatchEncoder, SwinTransformerBlock, TransformerBlock
 
 SHAPE = (16, 16, 3)
 
@@ -88,35 +90,35 @@ def test_attention_maps_match_numpy_from_q_and_k(model):
     assert list(explain.attention_maps(model, x, layers="block_0")) == [0]
 
 
-def test_explain_forward_matches_model_and_feeds_the_map(model):
+def test_hooks_feed_the_map_and_are_removed(model):
     x = images(2)
+    structure = Structure(model, x, "legrad")
+    assert structure.positions == [0, 1] and structure.num_tokens == 17
     zeros = {i: np.zeros((2, 2, 17, 17), "float32") for i in range(2)}
-    out = explain._forward(model, x, explain._Trace(deltas=zeros))
+    with AttentionHooks(structure, [0, 1], deltas=zeros):
+        out = model(x)
     np.testing.assert_allclose(np.asarray(out), np.asarray(model(x)), atol=1e-6)
     shifted = dict(zeros)
     shifted[1] = zeros[1] + 0.1
-    changed = explain._forward(model, x, explain._Trace(deltas=shifted))
+    with AttentionHooks(structure, [0, 1], deltas=shifted):
+        changed = model(x)
     assert np.abs(np.asarray(changed) - np.asarray(out)).max() > 1e-4
+    # The hooks are gone afterwards: the model is back on the fused kernel.
+    assert all(block.attention.attention_probs_hook is None for block in attention_blocks(model))
 
 
-def test_gradient_wrt_attention_matches_finite_difference(model):
-    x = images(1)
-    one_hot = np.eye(5, dtype="float32")[[2]]
-
-    def logit(deltas):
-        trace = explain._Trace(deltas=dict(enumerate(deltas)), logits=True)
-        return float(keras.ops.sum(explain._forward(model, x, trace) * one_hot))
-
-    structure = explain._Structure(model, x, "legrad")
-    grads = explain._attention_gradients(model, x, structure, one_hot)
-    eps = 1e-2
-    for layer, (head, row, col) in ((0, (1, 0, 5)), (1, (0, 3, 9)), (1, (1, 0, 0))):
-        plus = [np.zeros((1, 2, 17, 17), "float32") for _ in range(2)]
-        minus = [np.zeros((1, 2, 17, 17), "float32") for _ in range(2)]
-        plus[layer][0, head, row, col] = eps
-        minus[layer][0, head, row, col] = -eps
-        numeric = (logit(plus) - logit(minus)) / (2 * eps)
-        assert grads[layer][0, head, row, col] == pytest.approx(numeric, rel=2e-2, abs=1e-4)
+def test_logits_model_strips_the_final_softmax_and_shares_the_layers(model):
+    x = images(2)
+    logits = np.asarray(explained_model(model, logits=True)(x), "float64")
+    probs = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(probs / probs.sum(-1, keepdims=True), np.asarray(model(x)), atol=1e-6)
+    assert explained_model(model) is model
+    # Reading the head after block 0: the head applied to block 0's output.
+    structure = Structure(model, x, "legrad")
+    early = explained_model(model, structure, logits=True, stop_after=0)
+    block_out = keras.Model(model.inputs[0], model.get_layer("block_0").output)(x)
+    head = keras.Sequential([model.get_layer("norm"), model.get_layer("pool"), model.get_layer("head")])
+    np.testing.assert_allclose(np.asarray(early(x)), np.asarray(head(block_out)), atol=1e-5)
 
 
 @keras.saving.register_keras_serializable(package="keras_vit_tests")
@@ -124,7 +126,7 @@ class SubclassedBlock(TransformerBlock):
     """A TransformerBlock subclass (as DeepViT's ReAttentionBlock is one)."""
 
 
-def test_legrad_of_block_subclass_uses_returned_scores(model):
+def test_block_subclasses_are_found_by_type(model):
     def swap(layer):
         config = layer.get_config()
         if type(layer) is TransformerBlock:
@@ -135,14 +137,25 @@ def test_legrad_of_block_subclass_uses_returned_scores(model):
     clone.set_weights(model.get_weights())
     assert isinstance(clone.get_layer("block_0"), SubclassedBlock)
     x = images(2)
-    if keras.backend.backend() == "jax":
-        with pytest.raises(ValueError, match="SubclassedBlock 'block_0'. Use the tensorflow or torch backend"):
-            explain.legrad(clone, x)
-    else:
-        np.testing.assert_allclose(
-            explain.legrad(clone, x, class_index=[1, 4]), explain.legrad(model, x, class_index=[1, 4]), atol=1e-4
-        )
+    np.testing.assert_allclose(
+        explain.legrad(clone, x, class_index=[1, 4]), explain.legrad(model, x, class_index=[1, 4]), atol=1e-4
+    )
     np.testing.assert_allclose(explain.attention_maps(clone, x)[1], explain.attention_maps(model, x)[1], atol=1e-6)
+
+
+def test_deepvit_re_attention_maps_and_legrad():
+    from keras_vit.applications import DeepViT
+
+    keras.utils.set_random_seed(0)
+    deep = DeepViT(patch_size=4, hidden_dim=16, depth=2, num_heads=2, mlp_dim=32, input_shape=SHAPE, classes=5)
+    x = images(2)
+    maps = explain.attention_maps(deep, x)
+    block = attention_blocks(deep)[1]
+    block_in = keras.Model(deep.inputs[0], block.input)(x)
+    _, expected = block.attention(block.norm1(block_in), return_attention_scores=True)
+    np.testing.assert_allclose(maps[1], np.asarray(expected), atol=1e-5)
+    heat = explain.legrad(deep, x)
+    assert heat.shape == (2, 16, 16) and 0.0 <= heat.min() and heat.max() <= 1.0 + 1e-6
 
 
 def test_identity_attention_rollout_and_distance():
@@ -176,7 +189,7 @@ def test_rollout_matches_numpy_product():
 def test_mean_attention_distance_of_uniform_head():
     """A head attending uniformly over the patches: the mean pixel distance between patch centres."""
     structure = type("S", (), {"grid_size": (2, 2), "pixels_per_token": (4.0, 4.0)})()
-    d = explain._token_distances(structure)
+    d = token_distances(structure)
     assert d.mean() == pytest.approx((0 + 4 + 4 + np.sqrt(32)) / 4)
 
 
@@ -218,6 +231,30 @@ def test_works_after_save_and_load(model, tmp_path):
     np.testing.assert_allclose(explain.attention_rollout(model, x), explain.attention_rollout(loaded, x), atol=1e-5)
 
 
+def test_works_on_a_model_reloaded_in_a_fresh_process(model, tmp_path):
+    """Saved here, loaded and explained in another interpreter, as a user of `keras-vit explain` would."""
+    import subprocess
+    import sys
+
+    path, out = str(tmp_path / "vit.keras"), str(tmp_path / "maps.npz")
+    model.save(path)
+    x = images(2)
+    np.save(tmp_path / "x.npy", x)
+    script = (
+        "import sys, keras, numpy as np\n"
+        "from keras_vit import explain\n"
+        "model = keras.saving.load_model(sys.argv[1])\n"
+        "x = np.load(sys.argv[2])\n"
+        "np.savez(sys.argv[3], legrad=explain.legrad(model, x, class_index=[0, 3]),\n"
+        "         maps=explain.attention_maps(model, x, layers=-1)[1])\n"
+    )
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    subprocess.run([sys.executable, "-c", script, path, str(tmp_path / "x.npy"), out], check=True, env=env)
+    found = np.load(out)
+    np.testing.assert_allclose(found["legrad"], explain.legrad(model, x, class_index=[0, 3]), atol=1e-5)
+    np.testing.assert_allclose(found["maps"], explain.attention_maps(model, x, layers=-1)[1], atol=1e-6)
+
+
 def test_other_vit_layouts():
     x = images(2)
     distilled = tiny_vit(distillation=True)
@@ -233,6 +270,12 @@ def test_other_vit_layouts():
     assert explain.mean_attention_distance(hybrid, x).shape == (2, 2)
     wrapped = keras.Sequential([keras.Input(SHAPE), keras.layers.Rescaling(2.0), tiny_vit(classifier_activation=None)])
     assert explain.legrad(wrapped, x).shape == (2, 16, 16)
+    # A Sequential that ends in a softmax: its logits and per-block heads come from a functional clone.
+    softmax_wrapped = keras.Sequential([keras.Input(SHAPE), tiny_vit(), keras.layers.Activation("softmax")])
+    np.testing.assert_allclose(
+        explain.class_probabilities(softmax_wrapped, x), np.asarray(softmax_wrapped(x)), atol=1e-5
+    )
+    assert explain.legrad(softmax_wrapped, x, layer_logits=True).shape == (2, 16, 16)
 
 
 def test_mean_attention_distance_range(model):
@@ -290,7 +333,9 @@ def test_demo_explanation_figure(tmp_path):
     assert path == str(tmp_path / "explanation.png")
     with open(path, "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
-    fig = explain.plot_heatmaps(digits, {"legrad": explain.legrad(model, digits), "rollout": explain.attention_rollout(model, digits)})
+    fig = explain.plot_heatmaps(
+        digits, {"legrad": explain.legrad(model, digits), "rollout": explain.attention_rollout(model, digits)}
+    )
     assert len(fig.axes) == 9
     with pytest.raises(ValueError, match="Unknown options \\['colour'\\]"):
         explain.save_explanation_figure(model, digits, str(tmp_path / "x.png"), colour="red")
@@ -303,49 +348,57 @@ def test_cli_writes_png(model, tmp_path, capsys):
     keras.utils.save_img(image_path, (images(1)[0] * 255).astype("uint8"))
     for method in ("legrad", "rollout", "attention"):
         out = str(tmp_path / f"{method}.png")
-        assert cli_main(["explain", "--model", model_path, "--image", image_path, "--method", method, "--out", out]) == 0
+        assert (
+            cli_main(["explain", "--model-file", model_path, "--image", image_path, "--method", method, "--out", out]) == 0
+        )
         with open(out, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     with open(tmp_path / "preprocessing.json", "w") as f:
         json.dump({"mean": [0.5, 0.5, 0.5], "std": [0.25, 0.25, 0.25], "class_names": list("abcde")}, f)
     out = str(tmp_path / "normalised.png")
-    assert cli_main(["explain", "--model", model_path, "--image", image_path, "--label", "1", "--out", out]) == 0
+    assert cli_main(["explain", "--model-file", model_path, "--image", image_path, "--label", "1", "--out", out]) == 0
     assert os.path.getsize(out) > 1000
     out = str(tmp_path / "all_blocks.png")
-    assert cli_main(["explain", "--model", model_path, "--image", image_path, "--legrad-layers", "all", "--out", out]) == 0
+    assert (
+        cli_main(["explain", "--model-file", model_path, "--image", image_path, "--legrad-layers", "all", "--out", out]) == 0
+    )
     bad = str(tmp_path / "bad.png")
-    assert cli_main(["explain", "--model", model_path, "--image", image_path, "--class-index", "7", "--out", bad]) == 2
+    assert cli_main(["explain", "--model-file", model_path, "--image", image_path, "--class-index", "7", "--out", bad]) == 2
     assert "class_index" in capsys.readouterr().err
-    assert cli_main(["explain", "--model", model_path, "--image", image_path, "--legrad-layers", "last", "--out", bad]) == 2
+    assert (
+        cli_main(["explain", "--model-file", model_path, "--image", image_path, "--legrad-layers", "last", "--out", bad])
+        == 2
+    )
     assert "--legrad-layers last" in capsys.readouterr().err
     assert not os.path.exists(bad)
     with pytest.raises(SystemExit):
-        cli_main(["explain", "--model", model_path, "--image", image_path, "--method", "gradcam", "--out", bad])
+        cli_main(["explain", "--model-file", model_path, "--image", image_path, "--method", "gradcam", "--out", bad])
     assert "invalid choice: 'gradcam'" in capsys.readouterr().err
-
-
-@keras.saving.register_keras_serializable(package="keras_vit_tests")
-class WindowAttentionBlock(keras.layers.Layer):
-    """Stands in for a Swin block: attention inside windows, not over the image."""
-
-    def call(self, x):
-        return x
 
 
 def test_bad_inputs(model):
     x = images(2)
-    cnn = keras.Sequential([keras.Input(SHAPE), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()], name="cnn")
+    cnn = keras.Sequential(
+        [keras.Input(SHAPE), keras.layers.Conv2D(4, 3), keras.layers.GlobalAveragePooling2D()], name="cnn"
+    )
     with pytest.raises(ValueError, match="`legrad` needs a model with attention layers .* model='cnn', which has none"):
         explain.legrad(cnn, x)
     inputs = keras.Input(SHAPE)
-    tokens = PatchEncoder(4, 8, name="patch_embed")(inputs)
-    windowed = keras.Model(inputs, WindowAttentionBlock(name="stage_0_block_0")(tokens), name="swin_like")
-    with pytest.raises(ValueError, match="windowed, pooled or masked attention .*'stage_0_block_0' \\(WindowAttentionBlock\\)"):
+    grid = keras.layers.Conv2D(8, 4, strides=4)(inputs)
+    windowed = keras.Model(
+        inputs, SwinTransformerBlock(2, window_size=2, name="stage_0_block_0")(grid), name="swin_like"
+    )
+    with pytest.raises(
+        ValueError, match="windowed, pooled or masked attention .*'stage_0_block_0' \\(SwinTransformerBlock\\)"
+    ):
         explain.attention_maps(windowed, x)
+    tokens = PatchEncoder(4, 8, name="patch_embed")(inputs)
     biased = TransformerBlock(2, 16, name="window_block")(tokens, attention_bias=keras.ops.zeros((1, 1, 17, 17)))
     with pytest.raises(ValueError, match="`attention_rollout` .* does not apply"):
         explain.attention_rollout(keras.Model(inputs, biased), x)
-    with pytest.raises(ValueError, match=r"must match the model's input shape \(16, 16, 3\). Received: images of shape \(2, 8, 8, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"must match the model's input shape \(16, 16, 3\). Received: images of shape \(2, 8, 8, 3\)"
+    ):
         explain.legrad(model, np.zeros((2, 8, 8, 3)))
     with pytest.raises(ValueError, match="method='gradcam'"):
         explain.explain(model, x, method="gradcam")

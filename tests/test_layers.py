@@ -134,12 +134,47 @@ class TestMultiHeadSelfAttention:
 
     def test_fused_kernel_choice_skips_cudnn_for_odd_lengths_on_jax(self):
         odd, even = ops.zeros((1, 17, 2, 8)), ops.zeros((1, 16, 2, 8))
-        choose = MultiHeadSelfAttention._flash_attention
+        from keras_vit.layers.multi_head_self_attention import _flash_attention as choose
+
         if keras.backend.backend() == "jax":
             assert choose(odd, odd) is False and choose(even, odd) is False
             assert choose(even, even) is None
         else:
             assert choose(odd, odd) is None and choose(even, even) is None
+
+    def test_probs_hook_reads_and_feeds_the_maps(self, monkeypatch):
+        x = np.random.randn(2, 5, 8).astype("float32")
+        layer = MultiHeadSelfAttention(num_heads=2)
+        layer.build(x.shape)
+        ref_out, ref_scores = np_attention(x, layer)
+        fused_calls = []
+        fused = ops.dot_product_attention
+        monkeypatch.setattr(ops, "dot_product_attention", lambda *a, **k: fused_calls.append(1) or fused(*a, **k))
+        out = ops.convert_to_numpy(layer(x))
+        assert fused_calls == [1]  # no hook: the fused kernel, nothing else
+        np.testing.assert_allclose(out, ref_out, atol=ATOL)
+        seen = []
+        layer.attention_probs_hook = lambda maps, masked: seen.append((ops.convert_to_numpy(maps), masked)) or maps
+        hooked = ops.convert_to_numpy(layer(x))
+        assert fused_calls == [1]  # the hook takes the explicit path
+        np.testing.assert_allclose(hooked, out, atol=ATOL)  # same outputs as the fused path
+        ((maps, masked),) = seen
+        np.testing.assert_allclose(maps, ref_scores, atol=ATOL)
+        assert masked is False
+        layer(x, use_causal_mask=True)
+        assert seen[-1][1] is True
+        # What the hook returns weights V: A' = A + Δ changes the output by (Δ V) W^O.
+        delta = np.zeros((2, 2, 5, 5), "float32")
+        delta[0, 1, 2, 3] = 0.5
+        layer.attention_probs_hook = lambda maps, masked: maps + delta
+        shifted = ops.convert_to_numpy(layer(x))
+        w, bias = [np.asarray(v) for v in layer.qkv.weights]
+        v = (x @ w + bias).reshape(2, 5, 3, 2, 4)[:, :, 2]
+        change = np.zeros((2, 5, 2, 4), "float32")
+        change[0, 2, 1] = 0.5 * v[0, 3, 1]
+        np.testing.assert_allclose(shifted - out, change.reshape(2, 5, 8) @ np.asarray(layer.proj.kernel), atol=ATOL)
+        layer.attention_probs_hook = None
+        assert "attention_probs_hook" not in layer.get_config()
 
     def test_config_roundtrip(self):
         layer = MultiHeadSelfAttention(num_heads=3, head_dim=5, qkv_bias=False, attention_dropout=0.1)

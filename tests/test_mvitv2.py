@@ -7,7 +7,7 @@ from keras import ops
 from keras_vit.applications import MViTv2, MViTv2Tiny, get_model, list_models, model_config
 
 # Small overrides (as in tests/test_registry.py): a 4×4 map in stage 0 (kv pooled to 1×1), 2×2 in stage 1.
-TINY = dict(embed_dim=8, depths=(1, 1), num_heads=1, input_shape=(16, 16, 3), classes=3)
+TINY = dict(hidden_dim=8, depth=(1, 1), num_heads=1, input_shape=(16, 16, 3), classes=3)
 
 # Parameter counts of timm 1.0.31 (`sum(p.numel() for p in timm.create_model(name).parameters())`).
 TIMM_PARAMS = {
@@ -42,7 +42,7 @@ def test_mvitv2_rejects_bad_arguments():
         MViTv2(**{**TINY, "input_shape": (16, 32, 3)})
     with pytest.raises(ValueError, match=r"Received: pooling='token'"):
         MViTv2(pooling="token", **TINY)
-    with pytest.raises(ValueError, match=r"embed_dim=8, num_heads=3"):
+    with pytest.raises(ValueError, match=r"hidden_dim=8, num_heads=3"):
         MViTv2(**{**TINY, "num_heads": 3})
     with pytest.raises(ValueError, match=r"Received: classes=0"):
         MViTv2(**{**TINY, "classes": 0})
@@ -55,10 +55,10 @@ def _blocks(model, stage):
 @pytest.mark.slow
 def test_parameter_counts_match_timm():
     """T, S and B share widths: build two blocks per stage and add the missing blocks' weights."""
-    reduced = get_model("mvitv2_tiny", depths=(2, 2, 2, 2))
+    reduced = get_model("mvitv2_tiny", depth=(2, 2, 2, 2))
     for name, expected in TIMM_PARAMS.items():
         count = reduced.count_params()
-        for stage, depth in enumerate(model_config(name)["depths"]):
+        for stage, depth in enumerate(model_config(name)["depth"]):
             count += (depth - 2) * _blocks(reduced, stage)[1].count_params()
         assert count == expected, name
 

@@ -1,7 +1,7 @@
+import keras
 import numpy as np
 import pytest
 
-import keras
 from keras_vit.layers import MultiHeadSelfAttention, ReAttention, ReAttentionBlock
 
 
@@ -20,7 +20,9 @@ def test_identity_mixing_without_norm_equals_plain_attention():
     out_plain, scores_plain = plain(x, return_attention_scores=True)
     out_re, scores_re = re(x, return_attention_scores=True)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(out_re), keras.ops.convert_to_numpy(out_plain), atol=1e-5)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(scores_re), keras.ops.convert_to_numpy(scores_plain), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(scores_re), keras.ops.convert_to_numpy(scores_plain), atol=1e-6
+    )
 
 
 def test_re_attention_matches_numpy():
@@ -57,3 +59,18 @@ def test_re_attention_config_round_trip_and_errors():
         ReAttention(2, normalization="batch")
     with pytest.raises(ValueError, match="cross_attention=True"):
         ReAttention(2, cross_attention=True)
+
+
+def test_re_attention_overrides_only_the_head_mixing_and_the_hook_sees_mixed_maps():
+    assert "attend" not in ReAttention.__dict__ and "call" not in ReAttention.__dict__
+    x = np.random.rand(2, 5, 8).astype("float32")
+    layer = ReAttention(2)
+    out, scores = layer(x, return_attention_scores=True)
+    fused_path = layer(x)  # mixing forces the explicit path: same numbers without scores
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(fused_path), keras.ops.convert_to_numpy(out), atol=1e-6)
+    seen = []
+    layer.attention_probs_hook = lambda maps, masked: seen.append(keras.ops.convert_to_numpy(maps)) or maps
+    hooked = layer(x)
+    layer.attention_probs_hook = None
+    np.testing.assert_allclose(seen[0], keras.ops.convert_to_numpy(scores), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(hooked), keras.ops.convert_to_numpy(out), atol=1e-6)

@@ -9,7 +9,7 @@ from keras_vit.applications import SwinTiny, SwinTransformer, get_model, list_mo
 
 # Small overrides (tests/test_registry.py builds every registered name with the same):
 # a 4×4 map with 2×2 windows (shifted) in stage 0, one 2×2 window in stage 1.
-TINY = dict(embed_dim=8, depths=(2, 1), num_heads=(1, 2), window_size=2, input_shape=(16, 16, 3), classes=3)
+TINY = dict(hidden_dim=8, depth=(2, 1), num_heads=(1, 2), window_size=2, input_shape=(16, 16, 3), classes=3)
 
 # Parameter counts of timm 1.0.31 (`sum(p.numel() for p in timm.create_model(name).parameters())`).
 TIMM_PARAMS = {
@@ -54,10 +54,10 @@ def test_swin_rejects_bad_arguments():
         SwinTransformer(pooling=None, **TINY)
     with pytest.raises(ValueError, match=r"Received: patch_size=3, input_shape=\(16, 16, 3\)"):
         SwinTransformer(patch_size=3, **TINY)
-    with pytest.raises(ValueError, match=r"embed_dim=8, num_heads=\(3, 2\)"):
+    with pytest.raises(ValueError, match=r"hidden_dim=8, num_heads=\(3, 2\)"):
         SwinTransformer(**{**TINY, "num_heads": (3, 2)})
-    with pytest.raises(ValueError, match=r"Received: depths=\(2, 0\)"):
-        SwinTransformer(**{**TINY, "depths": (2, 0)})
+    with pytest.raises(ValueError, match=r"Received: depth=\(2, 0\)"):
+        SwinTransformer(**{**TINY, "depth": (2, 0)})
     with pytest.raises(ValueError, match=r"Received: window_size=0"):
         SwinTransformer(**{**TINY, "window_size": 0})
     with pytest.raises(FileNotFoundError, match="missing.weights.h5"):
@@ -72,8 +72,8 @@ def _blocks(model, stage):
 @pytest.mark.parametrize("name", sorted(TIMM_PARAMS))
 def test_parameter_counts_match_timm(name):
     """Builds the named width with two blocks per stage and adds the missing blocks' weights."""
-    depths = model_config(name)["depths"]
-    reduced = get_model(name, depths=(2,) * len(depths))
+    depths = model_config(name)["depth"]
+    reduced = get_model(name, depth=(2,) * len(depths))
     count = reduced.count_params()
     for stage, depth in enumerate(depths):
         count += (depth - 2) * _blocks(reduced, stage)[1].count_params()

@@ -6,7 +6,8 @@ import pytest
 
 import keras
 from keras_vit.applications import get_model, list_models
-from keras_vit.applications.t2t_vit import T2TViT, load_t2t_state_dict
+from keras_vit.applications.t2t_vit import T2TViT
+from keras_vit.convert import CheckpointError, load_checkpoint
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
@@ -26,7 +27,7 @@ def test_parity_with_vit_pytorch_t2t():
         classifier_activation=None,
     )
     assert config["dim_head"] * config["heads"] == config["dim"]
-    load_t2t_state_dict(model, state, layout="vit_pytorch")
+    load_checkpoint(model, state, layout="vit_pytorch")
     out = keras.ops.convert_to_numpy(model(x))
     assert np.abs(expected).max() > 0.1
     assert np.abs(out - expected).max() <= 1e-4
@@ -41,7 +42,7 @@ def test_parity_with_official_t2t(tokens_type):
         token_dim=config["token_dim"], input_shape=(config["img_size"], config["img_size"], 3),
         classes=config["num_classes"], classifier_activation=None,
     )
-    load_t2t_state_dict(model, state, layout="official")
+    load_checkpoint(model, state, layout="official")
     out = keras.ops.convert_to_numpy(model(x))
     assert np.abs(expected).max() > 0.1
     assert np.abs(out - expected).max() <= 1e-4
@@ -51,8 +52,8 @@ def test_converter_rejects_a_mismatched_state_dict():
     state, *_ = load_fixture("t2t_official_transformer")
     model = T2TViT(hidden_dim=32, depth=1, num_heads=2, mlp_dim=64, tokens_type="transformer", token_dim=8,
                    input_shape=(32, 32, 3), classes=5)
-    with pytest.raises(ValueError, match=r"no place in the model: \['blocks.1"):
-        load_t2t_state_dict(model, state)
+    with pytest.raises(CheckpointError, match=r"unexpected in the checkpoint: 'blocks\.1\."):
+        load_checkpoint(model, state)
 
 
 # Parameter counts of the official T2T-ViT code (models/t2t_vit.py), counted once with

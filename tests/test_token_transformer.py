@@ -1,7 +1,7 @@
+import keras
 import numpy as np
 import pytest
 
-import keras
 from keras_vit.layers import TokenPerformer, TokenTransformer
 
 
@@ -45,3 +45,19 @@ def test_token_performer_is_a_normalised_kernel_attention():
     assert TokenPerformer.from_config(layer.get_config()).get_config() == layer.get_config()
     with pytest.raises(ValueError, match="Received: output_dim=0"):
         TokenPerformer(0)
+
+
+def test_token_transformer_fused_default_matches_numpy_attention():
+    x = np.random.rand(2, 6, 12).astype("float32")
+    layer = TokenTransformer(8, num_heads=2, mlp_ratio=1.0)
+    out, scores = layer(x, return_attention_scores=True)
+    h = keras.ops.convert_to_numpy(layer.norm1(x))
+    qkv = (h @ keras.ops.convert_to_numpy(layer.qkv.kernel)).reshape(2, 6, 3, 2, 4)
+    q, k = qkv[:, :, 0], qkv[:, :, 1]
+    logits = np.einsum("bthd,bshd->bhts", q, k) * (12 // 2) ** -0.5  # the official input-width scale
+    expected = np.exp(logits - logits.max(-1, keepdims=True))
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(scores), expected / expected.sum(-1, keepdims=True), atol=1e-5
+    )
+    # The default call runs the fused kernel and gives the same outputs.
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(layer(x)), keras.ops.convert_to_numpy(out), atol=1e-5)

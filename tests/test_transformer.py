@@ -13,9 +13,9 @@ from keras_vit.applications.transformer import (
     Transformer,
     TransformerBase,
 )
-from keras_vit.decoding import generate
+from keras_vit.translation.decoding import generate
 from keras_vit.layers import sinusoidal_encoding
-from keras_vit.text import SubwordTokenizer
+from keras_vit.translation.tokenizer import SubwordTokenizer
 from keras_vit.translation import (
     LabelSmoothedCrossEntropy,
     TokenBatches,
@@ -137,7 +137,7 @@ def test_beam_size_one_equals_greedy_and_beam_is_no_worse():
     greedy = generate(model, src, max_length=8, end_id=5)
     beam1 = generate(model, src, max_length=8, beam_size=1, end_id=5)
     np.testing.assert_array_equal(greedy, beam1)
-    from keras_vit.decoding import _beam
+    from keras_vit.translation.decoding import _beam
 
     beam1b = _beam(model, src, 8, 1, 0.6, 2, 5, True, [0, 2])
     np.testing.assert_array_equal(beam1b[:, : greedy.shape[1]], greedy[:, : beam1b.shape[1]])

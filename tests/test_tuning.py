@@ -8,22 +8,24 @@ import sys
 import textwrap
 import time
 
+import shlex
+
 import keras
 import keras_tuner as kt
 import numpy as np
 import pytest
 
-from keras_vit import cli
-from keras_vit.cli_tune import parse_hp
+from keras_vit import cli, training
+from keras_vit.cli.tune import parse_hp
 from keras_vit.tuning import (
+    BEST_TRIAL_FILE,
     CNNHybridViTHyperModel,
     TransformerHyperModel,
     ViTHyperModel,
     patch_size_choices,
     run_search,
-    search,
 )
-from keras_vit.tuning import distributed
+from keras_vit.tuning import devices, distributed, tuners
 
 # A tiny search space: every trial trains in seconds on 8×8 images.
 TINY_SPACE = {"depth": 1, "hidden_dim": 16, "num_heads": [2, 4], "patch_size": [2, 4], "mlp_ratio": 2.0,
@@ -95,7 +97,7 @@ def kill_all(procs):
 
 
 def test_defaults_build_expected_architecture():
-    hypermodel = ViTHyperModel((32, 32, 3), 10)
+    hypermodel = ViTHyperModel((32, 32, 3), 10, total_steps=100)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     assert hp.values == {
@@ -113,10 +115,37 @@ def test_defaults_build_expected_architecture():
     assert model.get_layer("patch_embed").output.shape == (None, 65, 128)
     assert isinstance(model.optimizer, keras.optimizers.AdamW)
     assert model.optimizer.weight_decay == pytest.approx(0.05)
+    # The training recipe: warmup over 10% of the 100 steps to the searched peak, then cosine to 0.
+    config = model.optimizer.get_config()
+    assert config["global_clipnorm"] == 1.0
+    schedule = config["learning_rate"]
+    assert schedule["class_name"] == "CosineDecay"
+    assert (schedule["config"]["warmup_steps"], schedule["config"]["decay_steps"]) == (10, 90)
+    assert schedule["config"]["warmup_target"] == pytest.approx(1e-3)
+    assert hypermodel.trial_recipe(hp) == training.Recipe(learning_rate=1e-3, weight_decay=0.05)
+
+
+def test_searched_learning_rate_and_weight_decay_go_into_the_recipe():
+    base = training.Recipe(warmup_fraction=0.2, global_clipnorm=0.5)
+    hypermodel = ViTHyperModel((8, 8, 1), 2, recipe=base, total_steps=20, depth=1, hidden_dim=16, num_heads=2)
+    hp = kt.HyperParameters()
+    hp.Fixed("vit/learning_rate", 3e-3)
+    hp.Fixed("vit/weight_decay", 0.01)
+    model = hypermodel.build(hp)
+    assert hypermodel.trial_recipe(hp) == training.Recipe(3e-3, 0.01, 0.2, 0.5)
+    config = model.optimizer.get_config()
+    assert config["weight_decay"] == pytest.approx(0.01) and config["global_clipnorm"] == 0.5
+    schedule = config["learning_rate"]["config"]
+    assert (schedule["warmup_steps"], schedule["decay_steps"]) == (4, 16)
+    assert schedule["warmup_target"] == pytest.approx(3e-3)
+    with pytest.raises(ValueError, match="needs `total_steps`.*Received: total_steps=None"):
+        ViTHyperModel((8, 8, 1), 2, depth=1, hidden_dim=16, num_heads=2).build(kt.HyperParameters())
+    with pytest.raises(ValueError, match="Received: recipe="):
+        ViTHyperModel((8, 8, 1), 2, recipe={"learning_rate": 1e-3})
 
 
 def test_fixed_overrides_build_expected_architecture():
-    hypermodel = ViTHyperModel((32, 32, 3), 10)
+    hypermodel = ViTHyperModel((32, 32, 3), 10, total_steps=10)
     hp = kt.HyperParameters()
     hp.Fixed("vit/patch_size", 8)
     hp.Fixed("vit/depth", 3)
@@ -139,7 +168,7 @@ def test_fixed_overrides_build_expected_architecture():
 def test_constructor_specs_fix_list_and_range():
     hypermodel = ViTHyperModel((16, 16, 1), 3, name="small", depth=2, patch_size=[4, 8],
                                learning_rate={"min_value": 1e-3, "max_value": 1e-2, "sampling": "log"},
-                               num_heads={"values": [2, 4], "default": 4})
+                               num_heads={"values": [2, 4], "default": 4}, total_steps=10)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     space = {p.name: p for p in hp.space}
@@ -153,8 +182,8 @@ def test_constructor_specs_fix_list_and_range():
 
 def test_scoped_names_compose():
     hp = kt.HyperParameters()
-    ViTHyperModel((16, 16, 3), 5, name="a", depth=1, hidden_dim=32).build(hp)
-    ViTHyperModel((16, 16, 3), 5, name="b", depth=2, hidden_dim=64).build(hp)
+    ViTHyperModel((16, 16, 3), 5, name="a", depth=1, hidden_dim=32, total_steps=10).build(hp)
+    ViTHyperModel((16, 16, 3), 5, name="b", depth=2, hidden_dim=64, total_steps=10).build(hp)
     assert hp.values["a/depth"] == 1 and hp.values["b/depth"] == 2
     assert hp.values["a/hidden_dim"] == 32 and hp.values["b/hidden_dim"] == 64
 
@@ -185,7 +214,7 @@ def test_invalid_spaces_raise():
 def test_fifty_random_draws_all_build():
     # The default space for 32×32 images (depth held at 1 to keep 50 builds quick:
     # depth does not interact with the patch/heads/width constraints).
-    hypermodel = ViTHyperModel((32, 32, 3), 10, depth=1)
+    hypermodel = ViTHyperModel((32, 32, 3), 10, depth=1, total_steps=10)
     hp = kt.HyperParameters()
     hypermodel.declare_space(hp)
     seen = set()
@@ -226,47 +255,50 @@ def test_strategy_and_mixed_precision_follow_the_devices(monkeypatch):
 
     monkeypatch.setattr(tf.distribute, "MirroredStrategy", FakeMirrored)
     two = [_FakeDevice("/physical_device:GPU:0"), _FakeDevice("/physical_device:GPU:1")]
-    assert isinstance(search.select_strategy(two), FakeMirrored)
+    assert isinstance(devices.select_strategy(two), FakeMirrored)
     assert made == [["/gpu:0", "/gpu:1"]]
-    assert search.select_strategy(two[:1]) is None
-    assert search.select_strategy([]) is None
-    assert search.resolve_mixed_precision("auto", two[:1]) is True
-    assert search.resolve_mixed_precision("auto", []) is False
-    assert search.resolve_mixed_precision("off", two) is False
+    assert devices.select_strategy(two[:1]) is None
+    assert devices.select_strategy([]) is None
+    assert devices.resolve_mixed_precision("auto", two[:1]) is True
+    assert devices.resolve_mixed_precision("auto", []) is False
+    assert devices.resolve_mixed_precision("off", two) is False
     with pytest.raises(ValueError, match="Received: mixed_precision='fp8'"):
-        search.resolve_mixed_precision("fp8", [])
+        devices.resolve_mixed_precision("fp8", [])
     # With the real device list of this machine (no GPU in CI): nothing changes.
-    monkeypatch.setattr(search, "gpu_devices", lambda: [])
-    assert search.select_strategy() is None and search.resolve_mixed_precision() is False
+    monkeypatch.setattr(devices, "gpu_devices", lambda: [])
+    assert devices.select_strategy() is None and devices.resolve_mixed_precision() is False
 
 
-def test_gpu_devices_on_each_backend(monkeypatch):
-    import jax
-    import torch
+def test_gpu_devices_on_torch(monkeypatch):
+    torch = pytest.importorskip("torch")
 
     monkeypatch.setattr(keras.backend, "backend", lambda: "torch")
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
-    assert search.gpu_devices() == ["cuda:0", "cuda:1"]
+    assert devices.gpu_devices() == ["cuda:0", "cuda:1"]
     # Keras places the model on the first GPU; MirroredStrategy is TensorFlow's.
-    assert search.select_strategy() is None and search.resolve_mixed_precision() is True
+    assert devices.select_strategy() is None and devices.resolve_mixed_precision() is True
+
+
+def test_gpu_devices_on_jax(monkeypatch):
+    jax = pytest.importorskip("jax")
 
     monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
     monkeypatch.setattr(jax, "devices", lambda kind=None: ["gpu0"] if kind == "gpu" else [])
-    assert search.gpu_devices() == ["gpu0"]
+    assert devices.gpu_devices() == ["gpu0"]
 
     def no_gpu_platform(kind=None):
         raise RuntimeError("Unknown backend: 'gpu' requested, but no platforms that are instances of gpu are present.")
 
     monkeypatch.setattr(jax, "devices", no_gpu_platform)
-    assert search.gpu_devices() == [] and search.resolve_mixed_precision() is False
+    assert devices.gpu_devices() == [] and devices.resolve_mixed_precision() is False
 
 
 def test_run_search_uses_mirrored_strategy_and_mixed_precision_on_gpus(monkeypatch, tmp_path):
     import tensorflow as tf
 
-    monkeypatch.setattr(search, "gpu_devices", lambda: [_FakeDevice("GPU:0"), _FakeDevice("GPU:1")])
+    monkeypatch.setattr(devices, "gpu_devices", lambda: [_FakeDevice("GPU:0"), _FakeDevice("GPU:1")])
     # A real MirroredStrategy over the CPU stands in for the two GPUs.
-    monkeypatch.setattr(search, "select_strategy", lambda gpus=None: tf.distribute.MirroredStrategy(["/cpu:0"]))
+    monkeypatch.setattr(devices, "select_strategy", lambda gpus=None: tf.distribute.MirroredStrategy(["/cpu:0"]))
     policies = []
 
     class Record(keras.callbacks.Callback):
@@ -301,13 +333,18 @@ def test_random_search_three_trials_complete_and_report(tmp_path):
         assert float(row["objective"]) == pytest.approx(trial.score)
         assert int(row["vit/patch_size"]) == trial.hyperparameters.values["vit/patch_size"]
         assert float(row["trial_seconds"]) > 0
-        params = ViTHyperModel((8, 8, 1), 2, **TINY_SPACE).build(trial.hyperparameters).count_params()
+        params = ViTHyperModel((8, 8, 1), 2, total_steps=4, **TINY_SPACE).build(trial.hyperparameters).count_params()
         assert float(row["num_params"]) == params
+    # 58 training images (6 held out) in batches of 32, for 2 epochs: the schedule spans 4 steps.
+    assert result.tuner.hypermodel.total_steps == 4 == result.best_trial["total_steps"]
     with open(result.markdown_path) as f:
         table = f.read().splitlines()
     assert table[0].startswith("| trial | status | vit/patch_size")
     assert table[0].endswith("| val_accuracy | parameters | seconds |")
-    assert len(table) == 5
+    assert [line.startswith("|") for line in table[:6]] == [True] * 5 + [False]
+    assert f"## Best trial: {result.best_trial['trial_id']}" in "\n".join(table)
+    # Arrays have no `keras-vit train --data` form: the record has the recipe but no command.
+    assert result.best_trial["command"] is None and result.best_trial["recipe"]["global_clipnorm"] == 1.0
     assert os.path.getsize(result.plot_path) > 1000
     best = max(result.tuner.oracle.trials.values(), key=lambda t: t.score)
     assert result.best_score == best.score
@@ -318,6 +355,52 @@ def test_random_search_three_trials_complete_and_report(tmp_path):
         reloaded = result.tuner.load_model(best)
     probe = x[:8].astype("float32") / 255.0
     np.testing.assert_allclose(loaded.predict(probe, verbose=0), reloaded.predict(probe, verbose=0), atol=1e-6)
+
+
+def test_best_trial_trains_again_with_keras_vit_train(tmp_path):
+    """The command in best_trial.json trains the best trial's architecture with its recipe and schedule."""
+    x, y = tiny_data()
+    source = str(tmp_path / "data.npz")
+    np.savez(source, x=x, y=y)
+    space = {**TINY_SPACE, "learning_rate": [2e-3, 5e-3], "weight_decay": [0.01, 0.1]}
+    result = run_search(source, max_trials=2, epochs=1, batch_size=16, search_space=space,
+                        compile_kwargs={"run_eagerly": True}, directory=str(tmp_path / "runs"), export_path=None,
+                        early_stopping_patience=None, verbose=0)
+    assert set(trial_statuses(result.tuner.project_dir).values()) == {"COMPLETED"}
+    with open(result.best_trial_path) as f:
+        record = json.load(f)
+    assert os.path.basename(result.best_trial_path) == BEST_TRIAL_FILE
+    best = result.tuner.oracle.get_best_trials(1)[0]
+    values = best.hyperparameters.values
+    assert record["trial_id"] == best.trial_id
+    assert record["recipe"] == {"learning_rate": values["vit/learning_rate"],
+                                "weight_decay": values["vit/weight_decay"], "warmup_fraction": 0.1,
+                                "global_clipnorm": 1.0}
+    with open(result.markdown_path) as f:
+        assert record["command"] in f.read()
+
+    argv = shlex.split(record["command"])
+    assert argv[:2] == ["keras-vit", "train"]
+    out = str(tmp_path / "again")
+    argv[argv.index("--out") + 1] = out
+    assert cli.main([*argv[1:], "--quiet"]) == 0
+
+    # What the search compiled for the best trial, and what `keras-vit train` trained.
+    searched = result.tuner.hypermodel.build(best.hyperparameters)
+    trained = keras.saving.load_model(os.path.join(out, "model.keras"))
+    assert {v.path: tuple(v.shape) for v in trained.weights} == {v.path: tuple(v.shape) for v in searched.weights}
+    assert trained.get_layer("patch_embed").patch_size == values["vit/patch_size"]
+    assert trained.get_layer("block_0").num_heads == values["vit/num_heads"]
+
+    def without_name(config):
+        return {key: value for key, value in config.items() if key != "name"}
+
+    config = without_name(trained.optimizer.get_config())
+    assert config == without_name(searched.optimizer.get_config())
+    schedule = config["learning_rate"]["config"]
+    # 58 training images in batches of 16 for 1 epoch: 4 steps, in the search and in `keras-vit train`.
+    assert schedule["warmup_steps"] + schedule["decay_steps"] == record["total_steps"] == 4
+    assert int(trained.optimizer.iterations) == 4
 
 
 def test_hyperband_and_bayesian_complete(tmp_path):
@@ -476,7 +559,7 @@ def tiny_cnn():
 
 
 def test_hybrid_hypermodel_patches_the_feature_map():
-    hypermodel = CNNHybridViTHyperModel((16, 16, 3), 5, backbone=tiny_cnn, depth=1, hidden_dim=32)
+    hypermodel = CNNHybridViTHyperModel((16, 16, 3), 5, backbone=tiny_cnn, depth=1, hidden_dim=32, total_steps=10)
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     # The 8×8 feature map: patch sizes 1, 2, 4 give 64, 16, 4 tokens; the default is 1×1 (64 tokens).
@@ -492,6 +575,10 @@ def test_hybrid_hypermodel_patches_the_feature_map():
     # Each trial gets a backbone of its own, not the previous trial's weights.
     kernels = [m.get_layer("backbone").get_layer("stem_conv").kernel for m in (model, second)]
     assert kernels[0] is not kernels[1]
+    # The same recipe as the ViTs; a backbone function has no registered model to train again.
+    assert second.optimizer.get_config()["global_clipnorm"] == 1.0
+    assert hypermodel.registry_name is None and "backbone" not in hypermodel.trial_model_arguments(hp)
+    assert CNNHybridViTHyperModel.registry_name == "vit_hybrid_resnet50_cifar_s4_32"
     with pytest.raises(ValueError, match="a model instance would share its weights"):
         CNNHybridViTHyperModel((16, 16, 3), 5, backbone=tiny_cnn())
     with pytest.raises(ValueError, match=r"must divide the feature-map size 8×8 .*Received: patch_size=\[3\]"):
@@ -505,9 +592,9 @@ def test_best_epoch_metrics_average_the_best_epochs():
         history = keras.callbacks.History()
         history.history = logs
         runs.append(history)
-    metrics = search.best_epoch_metrics(runs, kt.Objective("val_accuracy", "max"))
+    metrics = tuners.best_epoch_metrics(runs, kt.Objective("val_accuracy", "max"))
     assert metrics == pytest.approx({"val_accuracy": (0.8 + 0.6) / 2, "val_loss": (0.4 + 0.9) / 2})
-    metrics = search.best_epoch_metrics(runs, kt.Objective("val_loss", "min"))
+    metrics = tuners.best_epoch_metrics(runs, kt.Objective("val_loss", "min"))
     assert metrics == pytest.approx({"val_accuracy": (0.8 + 0.55) / 2, "val_loss": (0.4 + 0.8) / 2})
 
 

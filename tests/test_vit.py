@@ -8,6 +8,7 @@ import pytest
 from keras import ops
 
 from keras_vit.applications import VisionTransformer, ViTTiny16, get_model, list_models, model_config
+from keras_vit.applications.vit import build_vit, patch_embedding
 
 TINY = dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)
 
@@ -84,25 +85,70 @@ def test_input_tensor_and_named_variant():
     assert model.count_params() > 0 and model.name == "vittiny16"
 
 
-def test_other_resolution_with_the_same_weights():
-    """A model built for 32×32 serves 64×64 inputs through interpolated E_pos."""
-    small = VisionTransformer(**TINY, classes=3)
-    big = VisionTransformer(**{**TINY, "input_shape": (64, 64, 3)}, classes=3)
-    encoder = small.get_layer("patch_embed")
-    resampled = ops.convert_to_numpy(encoder.position_table((8, 8)))
-    for layer_small, layer_big in zip(small.layers, big.layers):
-        if layer_small.name == "patch_embed":
-            weights = layer_small.get_weights()
-            weights = [resampled if w.shape == encoder.pos_embed.shape else w for w in weights]
-            layer_big.set_weights(weights)
-        else:
-            layer_big.set_weights(layer_small.get_weights())
-    x = images(2, 64)
-    direct = encoder(x)  # the built-for-32 layer on 64×64 input interpolates on the fly
-    assert tuple(direct.shape) == (2, 65, 32)
-    np.testing.assert_allclose(
-        ops.convert_to_numpy(direct), ops.convert_to_numpy(big.get_layer("patch_embed")(x)), atol=1e-5
-    )
+def keys_cubic_matrix(out_size, in_size, a=-0.5):
+    """`(out, in)` matrix of bicubic resizing: Keys' kernel, half-pixel centres, taps outside the
+    input dropped and the rest renormalised (what TensorFlow's and JAX's bicubic resize compute)."""
+
+    def kernel(t):
+        t = abs(t)
+        if t <= 1:
+            return (a + 2) * t**3 - (a + 3) * t**2 + 1
+        return a * t**3 - 5 * a * t**2 + 8 * a * t - 4 * a if t < 2 else 0.0
+
+    m = np.zeros((out_size, in_size))
+    for i in range(out_size):
+        centre = (i + 0.5) * in_size / out_size - 0.5
+        for j in range(int(np.floor(centre)) - 1, int(np.floor(centre)) + 3):
+            if 0 <= j < in_size:
+                m[i, j] = kernel(centre - j)
+        m[i] /= m[i].sum()
+    return m
+
+
+def test_other_resolution_interpolates_the_position_table():
+    """A model built for 32×32 (a 4×4 grid) embeds a 48×64 image (a 6×8 grid): the patch rows of
+    E_pos are resized bicubically on the fly (ViT paper, Sec. 3.2), checked against NumPy."""
+    model = VisionTransformer(**TINY, classes=3)
+    encoder = model.get_layer("patch_embed")
+    kernel, bias = [ops.convert_to_numpy(w) for w in encoder.projection.weights]  # (8, 8, 3, D), (D,)
+    cls_token = ops.convert_to_numpy(encoder.cls_token)[0, 0]
+    pos = ops.convert_to_numpy(encoder.pos_embed)[0]  # (1 + 4·4, D), row-major over the grid
+    x = np.random.RandomState(1).rand(2, 48, 64, 3).astype("float32")
+
+    # Eq. (1) by hand: 8×8 patches in row-major order, projected by E.
+    patches = x.reshape(2, 6, 8, 8, 8, 3).transpose(0, 1, 3, 2, 4, 5).reshape(2, 48, 8 * 8 * 3)
+    tokens = patches @ kernel.reshape(-1, kernel.shape[-1]) + bias
+    grid = pos[1:].reshape(4, 4, -1)
+    resized = np.einsum("hi,wj,ijd->hwd", keys_cubic_matrix(6, 4), keys_cubic_matrix(8, 4), grid)
+    prefix = np.broadcast_to(cls_token + pos[0], (2, 1, pos.shape[-1]))
+    expected = np.concatenate([prefix, tokens + resized.reshape(48, -1)], axis=1)
+
+    out = ops.convert_to_numpy(encoder(x))
+    assert out.shape == (2, 1 + 6 * 8, 32)
+    np.testing.assert_allclose(out, expected, atol=2e-5)
+
+
+def test_build_vit_hooks_compose_the_model():
+    """`build_vit` calls the block hook once per block, with linearly rising drop-path rates, between
+    the embedding hook and the norm/pool/head tail it owns."""
+    calls = []
+
+    def block(name, drop_path):
+        calls.append((name, drop_path))
+        return keras.layers.Dense(32, name=name)
+
+    inputs = keras.Input((32, 32, 3))
+    model = build_vit(inputs, embedding=patch_embedding(8, 32), block=block, depth=3, drop_path_rate=0.2,
+                      classes=4, classifier_activation=None)
+    assert [name for name, _ in calls] == ["block_0", "block_1", "block_2"]
+    np.testing.assert_allclose([rate for _, rate in calls], [0.0, 0.1, 0.2])
+    assert isinstance(model.get_layer("block_2"), keras.layers.Dense)
+    x = images()
+    # Oracle: the tail by hand, class token → LayerNorm → head, on the blocks' output.
+    tokens = keras.Model(inputs, model.get_layer("block_2").output)(x)
+    norm, head = model.get_layer("norm"), model.get_layer("head")
+    expected = ops.convert_to_numpy(head(norm(tokens)[:, 0]))
+    np.testing.assert_allclose(ops.convert_to_numpy(model(x)), expected, atol=1e-5)
 
 
 def test_fit_reduces_loss():

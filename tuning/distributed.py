@@ -11,6 +11,7 @@ worker. Workers that find no new trial while others still hold one wait
 (IDLE) instead of exiting, so a requeued trial always has someone to run it.
 """
 
+import contextlib
 import os
 import threading
 import time
@@ -35,6 +36,39 @@ def is_chief():
 def is_worker():
     """Whether this process is a worker of a distributed search."""
     return ENV_ORACLE_IP in os.environ and not is_chief()
+
+
+@contextlib.contextmanager
+def distributed_env(tuner_id, oracle_address):
+    """Sets KerasTuner's `KERASTUNER_*` variables for the duration of a search, then restores them.
+
+    Args:
+        tuner_id: this process's id, or None to keep `$KERASTUNER_TUNER_ID`.
+        oracle_address: the chief's `"host:port"`, or None to keep
+            `$KERASTUNER_ORACLE_IP` / `$KERASTUNER_ORACLE_PORT`.
+    """
+    keys = (ENV_TUNER_ID, ENV_ORACLE_IP, ENV_ORACLE_PORT)
+    saved = {key: os.environ.get(key) for key in keys}
+    if oracle_address is not None:
+        host, port = parse_address(oracle_address)
+        os.environ[ENV_ORACLE_IP] = host
+        os.environ[ENV_ORACLE_PORT] = str(port)
+    if tuner_id is not None:
+        os.environ[ENV_TUNER_ID] = tuner_id
+    try:
+        missing = [key for key in keys if key not in os.environ]
+        if missing:
+            raise ValueError(
+                "A distributed search needs `tuner_id` and `oracle_address` (or the variables "
+                f"{', '.join(keys)}). Missing: {', '.join(missing)}"
+            )
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def parse_address(address):

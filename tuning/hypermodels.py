@@ -1,7 +1,14 @@
 """KerasTuner hypermodels that hand the architecture to the application factories.
 
 A hypermodel declares a search space and, for each sampled point, calls a
-factory (`keras_vit.applications.VisionTransformer`) and compiles the model.
+factory (`keras_vit.applications.VisionTransformer`) and compiles the model
+with the package's one training recipe (`keras_vit.training.compile_model`:
+AdamW, linear warmup + cosine decay, global-norm clipping, no weight decay on
+norms, biases, tokens and position embeddings), exactly as `keras-vit train`
+and `keras_vit.training.fit_model` do. The searched `learning_rate` and
+`weight_decay` go into that `Recipe`; the schedule needs the number of
+training steps, `total_steps` = steps per epoch × epochs, which `run_search`
+gives the hypermodel (pass it yourself when you drive a KerasTuner tuner).
 Every hyperparameter has a default range, and each can be replaced through the
 constructor by a fixed value, a list of choices or a range (see `SPEC_FORMS`),
 or fixed from outside with `hp.Fixed("vit/<name>", value)`: all names live
@@ -11,10 +18,13 @@ search without collisions.
 
 import math
 
+import dataclasses
+
 import keras
 import keras_tuner
 import numpy as np
 
+from keras_vit import training
 from keras_vit.applications import CNNHybridViT, Transformer, VisionTransformer, cnn_stem
 
 SPEC_FORMS = """A search-space entry is one of:
@@ -55,9 +65,8 @@ TRANSFORMER_SEARCH_SPACE = {
     "learning_rate_scale": {"min_value": 0.25, "max_value": 2.0, "sampling": "log", "default": 1.0},
 }
 _INTEGER_HPS = ("patch_size", "depth", "num_heads", "hidden_dim", "num_layers", "warmup_steps")
-# Parameters that AdamW leaves out of weight decay (biases, norms, tokens and
-# position embeddings), as timm and DeiT do.
-_NO_DECAY = ["bias", "gamma", "beta", "token", "position_embedding"]
+# The searched hyperparameters that are fields of `keras_vit.training.Recipe`.
+_RECIPE_HPS = ("learning_rate", "weight_decay")
 
 
 def patch_size_choices(image_size, min_tokens=4, max_tokens=256):
@@ -170,6 +179,13 @@ class ViTHyperModel(keras_tuner.HyperModel):
     `learning_rate` and `weight_decay` (AdamW). The names are scoped:
     `"vit/patch_size"` etc. for `name="vit"`.
 
+    Each model is compiled by `keras_vit.training.compile_model` with
+    `recipe`, its `learning_rate` and `weight_decay` replaced by the trial's,
+    over `total_steps` steps: the same optimizer, schedule, clipping and
+    weight-decay exclusions as `keras-vit train`. `trial_recipe(hp)` and
+    `trial_model_arguments(hp)` say what `keras-vit train --model
+    <registry_name>` needs to train a trial's model again.
+
     Args:
         input_shape: `(H, W, C)` of the images.
         classes: int, number of classes.
@@ -182,6 +198,16 @@ class ViTHyperModel(keras_tuner.HyperModel):
             `position_embedding`, ...).
         compile_kwargs: dict of extra `compile` arguments (`jit_compile`,
             `run_eagerly`, ...).
+        recipe: a `keras_vit.training.Recipe` (None: `Recipe()`) for the
+            settings that are not searched (`warmup_fraction`,
+            `global_clipnorm`); the searched `learning_rate` and
+            `weight_decay` replace its own (fix them in the search space to
+            keep them).
+        total_steps: int, optimizer steps per trial (steps per epoch ×
+            epochs), the length of the learning-rate schedule. `run_search`
+            sets it from its data and `epochs` when it is None (for
+            Hyperband: `epochs` is the most epochs a model trains, and every
+            trial's schedule spans that many).
         **search_space: one entry per searched hyperparameter, overriding its
             default range: a fixed value, a list of choices, or a range dict
             (see `SPEC_FORMS`).
@@ -191,10 +217,13 @@ class ViTHyperModel(keras_tuner.HyperModel):
     """
 
     search_space_defaults = VIT_SEARCH_SPACE
+    # The registered model whose factory this hypermodel calls; every
+    # architecture argument of a trial overrides its configuration.
+    registry_name = "vit_tiny_patch16_224"
     _grid_name = "image"
 
     def __init__(self, input_shape, classes, name="vit", loss=None, metrics=None, model_kwargs=None,
-                 compile_kwargs=None, **search_space):
+                 compile_kwargs=None, recipe=None, total_steps=None, **search_space):
         super().__init__(name=name, tunable=True)
         input_shape = tuple(int(d) for d in input_shape)
         if len(input_shape) != 3:
@@ -213,6 +242,10 @@ class ViTHyperModel(keras_tuner.HyperModel):
         self.metrics = metrics
         self.model_kwargs = dict(model_kwargs or {})
         self.compile_kwargs = dict(compile_kwargs or {})
+        if recipe is not None and not isinstance(recipe, training.Recipe):
+            raise ValueError(f"`recipe` must be a keras_vit.training.Recipe. Received: recipe={recipe!r}")
+        self.recipe = training.Recipe() if recipe is None else recipe
+        self.total_steps = total_steps
         self.search_space = {**self.search_space_defaults, **search_space}
         for key, spec in self.search_space.items():
             _check_spec(key, spec)
@@ -262,31 +295,57 @@ class ViTHyperModel(keras_tuner.HyperModel):
                 values[key] = declare(hp, key, spec, default=self._defaults.get(key), integer=key in _INTEGER_HPS)
         return values
 
-    def build(self, hp):
-        values = self.declare_space(hp)
+    def trial_model_arguments(self, hp):
+        """The factory arguments of `hp`'s model, but `input_shape`, `classes` (which the data sets) and `name`.
+
+        `keras_vit.applications.get_model(self.registry_name, input_shape=...,
+        classes=..., **arguments)` builds the same architecture (under the
+        registered name); these are what `keras-vit train --model
+        <registry_name> --set key=value` takes.
+        """
+        arguments = self._model_arguments(self.declare_space(hp.copy()))
+        arguments.pop("name")
+        return arguments
+
+    def trial_recipe(self, hp):
+        """The `keras_vit.training.Recipe` that `hp`'s model is compiled with."""
+        return self._recipe(self.declare_space(hp.copy()))
+
+    def _recipe(self, values):
+        return dataclasses.replace(self.recipe, **{key: float(values[key]) for key in _RECIPE_HPS})
+
+    def _model_arguments(self, values):
         hidden_dim, num_heads = int(values["hidden_dim"]), int(values["num_heads"])
         if hidden_dim % num_heads:
             raise ValueError(
                 "`hidden_dim` must be divisible by `num_heads`. "
                 f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
             )
-        model = self._factory(
-            patch_size=int(values["patch_size"]),
-            hidden_dim=hidden_dim,
-            depth=int(values["depth"]),
-            num_heads=num_heads,
-            mlp_dim=int(round(float(values["mlp_ratio"]) * hidden_dim)),
-            dropout=float(values["dropout"]),
-            drop_path_rate=float(values["drop_path_rate"]),
-            input_shape=self.input_shape,
-            classes=self.classes,
-            classifier_activation=None,
-            **{"name": self.name, **self.model_kwargs},
-        )
-        compile_model(model, values["learning_rate"], values["weight_decay"], self.loss, self.metrics,
-                      **self.compile_kwargs)
-        return model
+        return {
+            "patch_size": int(values["patch_size"]),
+            "hidden_dim": hidden_dim,
+            "depth": int(values["depth"]),
+            "num_heads": num_heads,
+            "mlp_dim": int(round(float(values["mlp_ratio"]) * hidden_dim)),
+            "dropout": float(values["dropout"]),
+            "drop_path_rate": float(values["drop_path_rate"]),
+            "classifier_activation": None,
+            "name": self.name,
+            **self.model_kwargs,
+        }
 
+    def build(self, hp):
+        if self.total_steps is None:
+            raise ValueError(
+                "The learning-rate schedule needs `total_steps` (steps per epoch × epochs): pass it to the "
+                "hypermodel, or search with `keras_vit.tuning.run_search`, which sets it. "
+                f"Received: total_steps={self.total_steps!r}"
+            )
+        values = self.declare_space(hp)
+        model = self._factory(input_shape=self.input_shape, classes=self.classes, **self._model_arguments(values))
+        training.compile_model(model, self._recipe(values), total_steps=self.total_steps, loss=self.loss,
+                               metrics=self.metrics, **self.compile_kwargs)
+        return model
 
     def _factory(self, **kwargs):
         return VisionTransformer(**kwargs)
@@ -313,6 +372,7 @@ class CNNHybridViTHyperModel(ViTHyperModel):
             file path).
     """
 
+    registry_name = "vit_hybrid_resnet50_cifar_s4_32"
     _grid_name = "feature-map"
 
     def __init__(self, input_shape, classes, backbone="resnet50", stage=2, feature_layer=None,
@@ -326,6 +386,8 @@ class CNNHybridViTHyperModel(ViTHyperModel):
         self.stage = stage
         self.feature_layer = feature_layer
         self.backbone_weights = backbone_weights
+        if not isinstance(backbone, str):  # no registered model calls a backbone function
+            self.registry_name = None
         stem = cnn_stem(self._backbone(), stage, feature_layer, None, tuple(input_shape))
         self._grid = tuple(int(d) for d in stem.output.shape[1:3])
         super().__init__(input_shape, classes, name=name, **kwargs)
@@ -336,22 +398,15 @@ class CNNHybridViTHyperModel(ViTHyperModel):
     def _patch_grid(self):
         return self._grid
 
+    def _model_arguments(self, values):
+        # A backbone function is called per trial, in `_factory`; a named one
+        # is an argument like any other (and one `keras-vit train` can take).
+        named = {"backbone": self.backbone} if isinstance(self.backbone, str) else {}
+        return {**named, "stage": self.stage, "feature_layer": self.feature_layer,
+                "backbone_weights": self.backbone_weights, **super()._model_arguments(values)}
+
     def _factory(self, **kwargs):
-        return CNNHybridViT(backbone=self._backbone(), stage=self.stage, feature_layer=self.feature_layer,
-                            backbone_weights=self.backbone_weights, **kwargs)
-
-
-def compile_model(model, learning_rate, weight_decay, loss=None, metrics=None, **compile_kwargs):
-    """Compiles with AdamW (no decay on biases, norms, tokens, position embeddings)."""
-    optimizer = keras.optimizers.AdamW(learning_rate=float(learning_rate), weight_decay=float(weight_decay))
-    optimizer.exclude_from_weight_decay(var_names=_NO_DECAY)
-    model.compile(
-        optimizer=optimizer,
-        loss=loss or keras.losses.SparseCategoricalCrossentropy(from_logits=True),
-        metrics=metrics or ["accuracy"],
-        **compile_kwargs,
-    )
-    return model
+        return CNNHybridViT(**{"backbone": self._backbone(), **kwargs})
 
 
 class TransformerHyperModel(keras_tuner.HyperModel):
@@ -362,7 +417,10 @@ class TransformerHyperModel(keras_tuner.HyperModel):
     `mlp_ratio` (d_ff = ratio × d_model), `dropout` (P_drop),
     `label_smoothing`, `warmup_steps` and `learning_rate_scale` of the
     schedule of Vaswani et al. (2017, Eq. 3). Compiled with
-    `keras_vit.translation.compile_translator`; the objective to use is
+    `keras_vit.translation.compile_translator`, the recipe of the paper that
+    `keras_vit.translation.train_translator` (`keras-vit translate`) trains
+    with too (the image recipe of `keras_vit.training` is not the
+    Transformer's); the objective to use is
     "val_masked_accuracy" (or "val_loss"). Names live under `name`.
 
     Args:

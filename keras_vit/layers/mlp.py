@@ -11,7 +11,8 @@ class MLP(keras.layers.Layer):
     (Dosovitskiy et al. 2020, Eq. (3)) uses GELU instead of ReLU.
 
     Args:
-        hidden_dim: int, width of the inner layer (`d_ff`, `mlp_dim`).
+        mlp_dim: int, width of the inner layer (the ViT paper's "MLP size",
+            the Transformer's `d_ff`).
         output_dim: int or None, output width; defaults to the input width.
         activation: activation of the inner layer ("gelu" is the exact erf
             form, as in ViT).
@@ -29,7 +30,7 @@ class MLP(keras.layers.Layer):
 
     def __init__(
         self,
-        hidden_dim,
+        mlp_dim,
         output_dim=None,
         activation="gelu",
         dropout=0.0,
@@ -38,13 +39,11 @@ class MLP(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        if not isinstance(hidden_dim, int) or hidden_dim < 1:
-            raise ValueError(
-                f"`hidden_dim` must be a positive integer. Received: hidden_dim={hidden_dim}"
-            )
+        if not isinstance(mlp_dim, int) or mlp_dim < 1:
+            raise ValueError(f"`mlp_dim` must be a positive integer. Received: mlp_dim={mlp_dim}")
         if not 0.0 <= dropout < 1.0:
             raise ValueError(f"`dropout` must be in [0, 1). Received: dropout={dropout}")
-        self.hidden_dim = hidden_dim
+        self.mlp_dim = mlp_dim
         self.output_dim = output_dim
         self.activation = keras.activations.get(activation)
         self.dropout = dropout
@@ -57,10 +56,10 @@ class MLP(keras.layers.Layer):
             kernel_initializer=self.kernel_initializer,
             dtype=self.dtype_policy,
         )
-        self.fc1 = keras.layers.Dense(self.hidden_dim, activation=self.activation, name="fc1", **kw)
+        self.fc1 = keras.layers.Dense(self.mlp_dim, activation=self.activation, name="fc1", **kw)
         self.fc1.build(input_shape)
         self.fc2 = keras.layers.Dense(self.output_dim or input_shape[-1], name="fc2", **kw)
-        self.fc2.build((*input_shape[:-1], self.hidden_dim))
+        self.fc2.build((*input_shape[:-1], self.mlp_dim))
         self.drop = keras.layers.Dropout(self.dropout, name="drop")
         self.built = True
 
@@ -75,7 +74,7 @@ class MLP(keras.layers.Layer):
         config = super().get_config()
         config.update(
             {
-                "hidden_dim": self.hidden_dim,
+                "mlp_dim": self.mlp_dim,
                 "output_dim": self.output_dim,
                 "activation": keras.activations.serialize(self.activation),
                 "dropout": self.dropout,

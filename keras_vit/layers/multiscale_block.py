@@ -124,8 +124,8 @@ class MultiScaleBlock(keras.layers.Layer):
             int(dim * self.mlp_ratio), kernel_initializer=self.kernel_initializer, name="mlp", **kw
         )
         self.mlp.build(out_shape)
-        self.drop_path1 = DropPath(self.drop_path, name="drop_path1")
-        self.drop_path2 = DropPath(self.drop_path, name="drop_path2")
+        self.drop_path1 = DropPath(self.drop_path, name="drop_path1", **kw)
+        self.drop_path2 = DropPath(self.drop_path, name="drop_path2", **kw)
         self.built = True
 
     def _shortcut_pool(self, x):
@@ -151,6 +151,15 @@ class MultiScaleBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return self.attention.compute_output_shape(input_shape)
+
+    def compute_output_spec(self, inputs, return_attention_scores=False, training=None):
+        # Keras passes `compute_output_shape` the input shapes only; the
+        # scores that `return_attention_scores` adds are those of the attention.
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        _, scores = self.attention.compute_output_spec(inputs, return_attention_scores=True)
+        return output, scores
 
     def get_config(self):
         config = super().get_config()

@@ -22,8 +22,12 @@ class ReAttention(MultiHeadSelfAttention):
     diverse (the paper's remedy for "attention collapse"). `Norm` is a
     LayerNorm across the head axis, as in vit-pytorch's `DeepViT`; with
     `normalization="none"` and Θ = I the layer is plain multi-head
-    attention. Q, K, V and W^O are the parent layer's (`project_qkv`, `qkv`,
-    `proj`), so the same weights convert.
+    attention. Only the head-mixing step (`mix_heads`) is this layer's: Q,
+    K, V, W^O and the attention kernel are the parent layer's (`project_qkv`,
+    `qkv`, `proj`, `scaled_dot_product_attention`), so the same weights
+    convert. Attention dropout acts on the re-attention maps that weight V
+    (vit-pytorch drops before the mixing; the two agree at inference), and
+    `attention_probs_hook` sees the re-attention maps.
 
     Args:
         num_heads: int, attention heads h.
@@ -74,36 +78,12 @@ class ReAttention(MultiHeadSelfAttention):
             self.head_norm.build((None, None, None, h))
         self.built = True
 
-    def attend(
-        self,
-        q,
-        k,
-        v,
-        attention_mask=None,
-        attention_bias=None,
-        use_causal_mask=False,
-        return_attention_scores=False,
-        training=None,
-    ):
-        """Norm(Θᵀ softmax(Q Kᵀ/√d_k + bias, masked)) V on `(B, T, h, d)` tensors."""
-        logits = ops.einsum("bthd,bshd->bhts", q, k) * ops.cast(float(self._head_dim) ** -0.5, q.dtype)
-        if attention_bias is not None:
-            logits = logits + ops.cast(attention_bias, logits.dtype)
-        mask = self._expand_mask(attention_mask)
-        if use_causal_mask:
-            t, s = ops.shape(q)[1], ops.shape(k)[1]
-            causal = ops.greater_equal(ops.arange(t)[:, None] + (s - t), ops.arange(s)[None, :])[None, None]
-            mask = causal if mask is None else ops.logical_and(mask, causal)
-        if mask is not None:
-            logits = ops.where(mask, logits, ops.cast(-1e9, logits.dtype))
-        scores = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), q.dtype)
-        scores = self.attn_drop(scores, training=training)
-        mixed = ops.einsum("bhts,hg->btsg", scores, ops.cast(self.mixing, scores.dtype))  # heads last
+    def mix_heads(self, probs):
+        """Norm(Θᵀ A): the h maps of A `(B, h, T, S)` mixed into h new ones (Eq. 3)."""
+        mixed = ops.einsum("bhts,hg->btsg", probs, ops.cast(self.mixing, probs.dtype))  # heads last
         if self.normalization == "layer_norm":
             mixed = self.head_norm(mixed)
-        mixed = ops.transpose(mixed, (0, 3, 1, 2))  # (B, h, T, S)
-        out = ops.einsum("bhts,bshd->bthd", mixed, v)
-        return out, (mixed if return_attention_scores else None)
+        return ops.transpose(mixed, (0, 3, 1, 2))  # (B, h, T, S)
 
     def get_config(self):
         config = super().get_config()

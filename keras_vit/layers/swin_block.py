@@ -135,6 +135,14 @@ class SwinTransformerBlock(keras.layers.Layer):
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
         self._target_window, self._target_shift = window, tuple(int(s) for s in shift)
 
+    def _resolve(self, height, width):
+        """Window, shift and padded map size for a `height × width` map."""
+        # A window larger than the map shrinks to it, and is then not shifted.
+        window = tuple(min(r, w) for r, w in zip((height, width), self._target_window))
+        shift = tuple(0 if r <= w else s for r, w, s in zip((height, width), self._target_window, self._target_shift))
+        padded = tuple(math.ceil(r / w) * w for r, w in zip((height, width), window))
+        return window, shift, padded
+
     def build(self, input_shape):
         if len(input_shape) != 4 or input_shape[1] is None or input_shape[2] is None:
             raise ValueError(
@@ -142,12 +150,7 @@ class SwinTransformerBlock(keras.layers.Layer):
                 f"known height and width. Received: input_shape={input_shape}"
             )
         height, width, channels = input_shape[1:]
-        # A window larger than the map shrinks to it, and is then not shifted.
-        self.resolved_window = tuple(min(r, w) for r, w in zip((height, width), self._target_window))
-        self.resolved_shift = tuple(
-            0 if r <= w else s for r, w, s in zip((height, width), self._target_window, self._target_shift)
-        )
-        self._padded = tuple(math.ceil(r / w) * w for r, w in zip((height, width), self.resolved_window))
+        self.resolved_window, self.resolved_shift, self._padded = self._resolve(height, width)
         self.attention_mask = None
         if any(self.resolved_shift):
             self.attention_mask = shifted_window_mask(self._padded, self.resolved_window, self.resolved_shift)
@@ -175,8 +178,8 @@ class SwinTransformerBlock(keras.layers.Layer):
             **kw,
         )
         self.mlp.build(input_shape)
-        self.drop_path1 = DropPath(self.drop_path, name="drop_path1")
-        self.drop_path2 = DropPath(self.drop_path, name="drop_path2")
+        self.drop_path1 = DropPath(self.drop_path, name="drop_path1", **kw)
+        self.drop_path2 = DropPath(self.drop_path, name="drop_path2", **kw)
         self.built = True
 
     def _window_attention(self, x, return_attention_scores, training):
@@ -212,6 +215,20 @@ class SwinTransformerBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
+
+    def compute_output_spec(self, inputs, return_attention_scores=False, training=None):
+        # Keras passes `compute_output_shape` the input shapes only; the
+        # scores that `return_attention_scores` adds are described here.
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        batch, height, width = inputs.shape[:3]
+        window, _, padded = self._resolve(height, width)
+        num_windows = (padded[0] // window[0]) * (padded[1] // window[1])
+        area = window[0] * window[1]
+        windows = None if batch is None else batch * num_windows
+        scores = keras.KerasTensor((windows, self.num_heads, area, area), dtype=self.compute_dtype)
+        return output, scores
 
     def get_config(self):
         config = super().get_config()

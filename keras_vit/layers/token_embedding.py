@@ -65,10 +65,18 @@ class TokenEmbedding(keras.layers.Layer):
             x = x * ops.cast(self.hidden_dim**0.5, x.dtype)
         return x
 
-    def compute_output_shape(self, input_shape, reverse=False):
-        if reverse:
-            return (*input_shape[:-1], self.vocabulary_size)
+    def compute_output_shape(self, input_shape):
+        """The shape of a lookup, `(B, T)` → `(B, T, d_model)`."""
         return (*input_shape, self.hidden_dim)
+
+    def compute_output_spec(self, inputs, reverse=False):
+        # Keras passes `compute_output_shape` the input shapes only, so the
+        # `reverse` projection's shape is given here, for symbolic calls.
+        if reverse:
+            shape = (*inputs.shape[:-1], self.vocabulary_size)
+        else:
+            shape = self.compute_output_shape(inputs.shape)
+        return keras.KerasTensor(shape, dtype=self.compute_dtype)
 
     def get_config(self):
         config = super().get_config()

@@ -72,7 +72,7 @@ class TokenPerformer(keras.layers.Layer):
         self.kqv.build(input_shape)
         self.proj = keras.layers.Dense(emb, name="proj", **kw)
         self.proj.build(out_shape)
-        self.drop = keras.layers.Dropout(self.dropout, name="drop")
+        self.drop = keras.layers.Dropout(self.dropout, name="drop", **kw)
         self.norm2 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="norm2", **kw)
         self.norm2.build(out_shape)
         self.mlp = MLP(emb, dropout=self.dropout, name="mlp", **kw)

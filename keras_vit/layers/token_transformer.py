@@ -4,6 +4,7 @@ import keras
 from keras import ops
 
 from keras_vit.layers.mlp import MLP
+from keras_vit.layers.multi_head_self_attention import scaled_dot_product_attention
 
 _RESIDUALS = ("value", "input")
 
@@ -126,9 +127,10 @@ class TokenTransformer(keras.layers.Layer):
         h, d = self.num_heads, self._width // self.num_heads
         qkv = ops.reshape(self.qkv(self.norm1(inputs)), (batch, tokens, 3, h, d))
         q, k, v = qkv[:, :, 0], qkv[:, :, 1], qkv[:, :, 2]  # (B, N, h, d)
-        logits = ops.einsum("bthd,bshd->bhts", q, k) * ops.cast(self._scale, q.dtype)
-        scores = ops.cast(ops.softmax(ops.cast(logits, "float32"), axis=-1), q.dtype)
-        y = ops.reshape(ops.einsum("bhts,bshd->bthd", scores, v), (batch, tokens, self._width))
+        # The package's one attention kernel (fused unless the scores are asked for),
+        # with the official code's input-width scale.
+        y, scores = scaled_dot_product_attention(q, k, v, self._scale, explicit=return_attention_scores)
+        y = ops.reshape(y, (batch, tokens, self._width))
         if self.output_projection:
             y = self.proj(y)
         y = self.drop(y, training=training)

@@ -1,8 +1,8 @@
 """`keras-vit translate`: train a Transformer translator, translate text, score BLEU.
 
     keras-vit translate train --source train.de --target train.en --out de_en.keras
-    keras-vit translate run --model de_en.keras < sentences.de > sentences.en
-    keras-vit translate evaluate --model de_en.keras --source test.de --target test.en
+    keras-vit translate run --model-file de_en.keras < sentences.de > sentences.en
+    keras-vit translate evaluate --model-file de_en.keras --source test.de --target test.en
 """
 
 import sys
@@ -53,7 +53,7 @@ def register(subparsers):
 
 
 def _decoding_args(parser):
-    parser.add_argument("--model", required=True, help="a .keras translator")
+    parser.add_argument("--model-file", required=True, help="a .keras translator written by `translate train`")
     parser.add_argument("--beam-size", type=int, default=4)
     parser.add_argument("--length-penalty", type=float, default=0.6)
     parser.add_argument("--max-length", type=int, help="default: source length + 50")
@@ -61,13 +61,11 @@ def _decoding_args(parser):
 
 
 def _load(path):
-    import keras
+    from keras_vit.cli.images import load_model_file
 
-    import keras_vit.applications  # noqa: F401  (registers the model class)
-
-    model = keras.saving.load_model(path, compile=False)
+    model = load_model_file(path)
     if getattr(model, "source_tokenizer", None) is None:
-        raise ValueError(f"{path!r} is not a translator: it carries no tokenizer")
+        raise ValueError(f"Not a translator: the model carries no tokenizer. Received: --model-file {path!r}")
     return model
 
 
@@ -123,7 +121,7 @@ def run_train(args):
 def run_translate(args):
     from keras_vit.translation import translate
 
-    model = _load(args.model)
+    model = _load(args.model_file)
     if args.input == "-":
         lines = sys.stdin.read().splitlines()
     else:
@@ -142,7 +140,7 @@ def run_translate(args):
 def run_evaluate(args):
     from keras_vit.translation import evaluate_bleu, load_parallel_text
 
-    model = _load(args.model)
+    model = _load(args.model_file)
     sources, references = load_parallel_text(args.source, args.target)
     score, hypotheses = evaluate_bleu(model, sources, references, **_decoding_kwargs(args))
     if args.hypotheses:

@@ -1,14 +1,12 @@
 """`keras-vit explain`: a LeGrad, rollout or attention heatmap of an image, as a PNG."""
 
-import os
-
 
 def register(subparsers):
     parser = subparsers.add_parser(
         "explain",
         help="draw what a saved model looks at in an image (LeGrad, attention rollout or attention)",
     )
-    parser.add_argument("--model", required=True, help="a saved .keras model")
+    parser.add_argument("--model-file", required=True, help="a saved .keras model")
     parser.add_argument("--image", required=True, nargs="+", help="image file(s) (PNG, JPEG, ...)")
     parser.add_argument("--method", default="legrad", choices=("legrad", "rollout", "attention"))
     parser.add_argument("--out", required=True, help="output figure, e.g. explanation.png")
@@ -31,46 +29,16 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
-def load_images(paths, input_shape, scale):
-    """Reads image files resized to the model's `(H, W, C)`, as a float32 batch."""
-    import keras
-    import numpy as np
-
-    height, width, channels = input_shape
-    if channels not in (1, 3, 4):
-        raise ValueError(f"The model takes {channels} channels; only 1, 3 or 4 can be read from an image file.")
-    mode = {1: "grayscale", 3: "rgb", 4: "rgba"}[channels]
-    batch = []
-    for path in paths:
-        if not os.path.exists(path):
-            raise FileNotFoundError(f"`--image` file not found. Received: --image={path!r}")
-        image = keras.utils.load_img(path, color_mode=mode, target_size=(height, width))
-        batch.append(keras.utils.img_to_array(image) * scale)
-    return np.stack(batch).astype("float32")
-
-
 def run(args):
-    import keras
-
-    import keras_vit.applications  # noqa: F401 (registers the layers for loading)
-    import keras_vit.layers  # noqa: F401
+    from keras_vit import training
+    from keras_vit.cli.images import load_model_file, model_image_shape, normalize, read_images
     from keras_vit.explain import save_explanation_figure
 
-    if not os.path.exists(args.model):
-        raise FileNotFoundError(f"`--model` file not found. Received: --model={args.model!r}")
-    model = keras.saving.load_model(args.model, compile=False)
-    input_shape = tuple(model.inputs[0].shape[1:])
-    if None in input_shape:
-        raise ValueError(f"The model's input size must be fixed to read images for it. Received: {input_shape}")
-    import numpy as np
-
-    from keras_vit.training import read_preprocessing
-
-    images = load_images(args.image, input_shape, args.scale)
-    # A model trained by `keras-vit train` has its normalisation beside it.
-    preprocessing = read_preprocessing(args.model) or {}
-    if preprocessing.get("mean") is not None:
-        images = (images - np.asarray(preprocessing["mean"], "float32")) / np.asarray(preprocessing["std"], "float32")
+    model = load_model_file(args.model_file)
+    # Pixels in [0, 255] times --scale, then the normalisation `keras-vit train` wrote beside the model.
+    images = read_images(args.image, model_image_shape(model), option="--image") * (255.0 * args.scale)
+    preprocessing = training.read_preprocessing(args.model_file) or {}
+    images = normalize(images, preprocessing)
     if args.label is not None and len(args.label) != len(args.image):
         raise ValueError(f"`--label` needs one class per image. Received: --label={args.label}")
     kwargs = {"labels": args.label, "class_names": preprocessing.get("class_names")}

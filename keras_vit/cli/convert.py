@@ -1,19 +1,25 @@
-"""`keras-vit convert`: a timm / Hugging Face / ViT .npz checkpoint → Keras `.weights.h5`."""
+"""`keras-vit convert`: a local checkpoint of any family with a converter → Keras `.weights.h5` / `.keras`."""
 
 import json
 
 
 def register(subparsers):
+    from keras_vit import convert
+
+    layouts = sorted({layout.name for family in convert.FAMILIES.values() for layout in family.layouts})
     parser = subparsers.add_parser(
         "convert",
         help="convert a local checkpoint (.safetensors, .pth, .bin, .npz) to Keras weights",
-        description="Builds the registered model NAME, converts the checkpoint SRC into it (checking every key "
-        "and shape, resampling the position embeddings to the model's input size) and saves its weights.",
+        description="Builds the registered model NAME (its architecture from the registry), converts the "
+        "checkpoint SRC into it with the converter of the model's family (ViT/DeiT, R50 hybrid, Swin, MViTv2, "
+        "T2T-ViT, DeepViT), checking every key and shape and resampling position embeddings to the model's "
+        "input size, and saves its weights.",
     )
-    parser.add_argument("src", help="checkpoint file: timm or Hugging Face state dict, or original ViT .npz")
-    parser.add_argument("--model", required=True, help="registered model name, e.g. vit_base_patch16_224")
+    parser.add_argument("src", help="checkpoint file: timm / Hugging Face / vit-pytorch / T2T-ViT state dict, "
+                                    "or original ViT .npz")
+    parser.add_argument("--model", required=True, help="registered model name, e.g. swin_tiny_patch4_window7_224")
     parser.add_argument("--out", required=True, help="output path, ending in .weights.h5 (or .keras for a whole model)")
-    parser.add_argument("--format", default="auto", choices=["auto", "timm", "hf", "npz"],
+    parser.add_argument("--layout", default="auto", choices=["auto", *layouts],
                         help="checkpoint layout (default: detected from the key names)")
     parser.add_argument("--image-size", type=int, default=None,
                         help="build the model for this input size; the position embeddings are resampled")
@@ -24,12 +30,22 @@ def register(subparsers):
     parser.set_defaults(func=run)
 
 
+# Registry families whose checkpoints convert with another family's converter.
+_CONVERTER_OF = {"deit": "vit"}
+
+
 def run(args):
     from keras_vit import convert
-    from keras_vit.applications import get_model
+    from keras_vit.applications import get_model, model_family
 
     if not (args.out.endswith(".weights.h5") or args.out.endswith(".keras")):
         raise ValueError(f"`--out` must end in .weights.h5 or .keras. Received: --out={args.out!r}")
+    family = _CONVERTER_OF.get(model_family(args.model), model_family(args.model))
+    if family not in convert.FAMILIES:
+        raise ValueError(
+            f"No checkpoint converter for {args.model!r} (family {family!r}); converters: "
+            f"{', '.join(convert.FAMILIES)}. Received: --model={args.model!r}"
+        )
     overrides = json.loads(args.config) if args.config else {}
     if not isinstance(overrides, dict):
         raise ValueError(f"`--config` must be a JSON object. Received: --config={args.config!r}")
@@ -41,22 +57,19 @@ def run(args):
         state_dict = convert.read_checkpoint(args.src)
     except ImportError as error:  # a .pth/.bin without PyTorch installed
         raise ValueError(str(error)) from error
-    classes = args.classes or convert.checkpoint_classes(state_dict, args.format)
+    classes = args.classes or convert.checkpoint_classes(state_dict, family, args.layout)
     if classes:
         overrides["classes"] = classes
     elif "classes" not in overrides:
+        # A checkpoint without a head: the features model, with the family's own default pooling.
         overrides["include_top"] = False
-        overrides.setdefault("pooling", "token")
     model = get_model(args.model, **overrides)
-    weights = convert.convert_state_dict(model, state_dict, args.format)
-    for variable in model.weights:
-        if variable.path in weights:
-            variable.assign(weights[variable.path].astype(variable.dtype))
+    convert.load_checkpoint(model, state_dict, family=family, layout=args.layout)
     if args.out.endswith(".keras"):
         model.save(args.out)
     else:
         model.save_weights(args.out)
     head = f"classes={classes}" if classes else "no head"
-    print(f"{args.src} -> {args.out}: {args.model}, {model.count_params():,} parameters, {head}, "
+    print(f"{args.src} -> {args.out}: {args.model} ({family}), {model.count_params():,} parameters, {head}, "
           f"input {tuple(model.input_shape[1:])}")
     return 0

@@ -4,6 +4,15 @@ Examples:
     keras-vit tune tfds:cifar10 --max-trials 8 --epochs 5 --hp patch_size=4,8 --hp depth=8,12
     keras-vit tune data.npz --tuner hyperband --epochs 9 --hp learning_rate=1e-4:1e-2:log
 
+The search folder gets results.csv, results.md, results.png, best_model.keras
+and best_trial.json: the best trial's recipe and model arguments, and the
+`keras-vit train` command that trains its model again with the same recipe
+over the same schedule (also at the end of results.md), e.g.
+
+    keras-vit train --model vit_tiny_patch16_224 --data data.npz --out runs/tuning/search/best_trial \
+        --epochs 10 --batch-size 64 --validation-split 0.1 --seed 0 --lr 0.00123 --weight-decay 0.01 \
+        --warmup 0.1 --set patch_size=4 --set hidden_dim=128 --set depth=6 ...
+
 Distributed (KerasTuner's chief/worker mode; start the chief first, with the
 same data and search space everywhere):
     keras-vit tune data.npz --distributed --tuner-id chief --oracle-address 10.0.0.1:8000
@@ -128,7 +137,7 @@ def run(args):
         print(table.read())
     print(f"best {args.objective}: {result.best_score}")
     print(f"best hyperparameters: {result.best_hyperparameters}")
-    print(f"results: {result.csv_path}, {result.markdown_path}, {result.plot_path}")
+    print(f"results: {result.csv_path}, {result.markdown_path}, {result.plot_path}, {result.best_trial_path}")
     if result.model_path:
         print(f"best model: {result.model_path}")
     return 0

@@ -12,14 +12,14 @@ import sys
 
 # Modules that add subcommands, in the order they appear in `--help`.
 SUBCOMMAND_MODULES = [
-    "keras_vit.cli_models",
-    "keras_vit.cli_train",
-    "keras_vit.cli_explain",
-    "keras_vit.cli_convert",
-
-    "keras_vit.cli_translate",
-
-    "keras_vit.cli_tune",
+    "keras_vit.cli.models",
+    "keras_vit.cli.train",
+    "keras_vit.cli.evaluate",
+    "keras_vit.cli.predict",
+    "keras_vit.cli.explain",
+    "keras_vit.cli.convert",
+    "keras_vit.cli.translate",
+    "keras_vit.cli.tune",
 ]
 
 
@@ -36,7 +36,6 @@ def build_parser():
 
 def main(argv=None):
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
@@ -48,6 +47,3 @@ def main(argv=None):
         print(f"keras-vit {args.command}: error: {error}", file=sys.stderr)
         return 2
 
-
-if __name__ == "__main__":
-    sys.exit(main())

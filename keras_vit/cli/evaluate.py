@@ -1,0 +1,54 @@
+"""`keras-vit evaluate`: loss and accuracy of a `.keras` model on a dataset."""
+
+import json
+
+
+def register(subparsers):
+    evaluate = subparsers.add_parser("evaluate", help="loss and accuracy of a .keras model on a dataset")
+    evaluate.add_argument("--model-file", required=True)
+    evaluate.add_argument("--data", default="digits")
+    evaluate.add_argument(
+        "--split", choices=("test", "validation", "train"), default=None,
+        help="which split (default: test, or validation when the source has no test split)",
+    )
+    evaluate.add_argument("--batch-size", type=int, default=256)
+    evaluate.add_argument("--validation-split", type=float, default=0.1)
+    evaluate.add_argument("--seed", type=int, default=0)
+    evaluate.add_argument("--json", action="store_true", help="print JSON")
+    evaluate.set_defaults(func=run_evaluate)
+
+
+def run_evaluate(args):
+    from keras_vit import data, training
+    from keras_vit.cli.images import load_model_file
+
+    model = load_model_file(args.model_file)
+    prep = training.read_preprocessing(args.model_file)
+    height, width, channels = model.input_shape[1:]
+    normalize = (prep["mean"], prep["std"]) if prep else True
+    bundle = data.load(
+        args.data,
+        image_size=(height, width),
+        channels=channels,
+        batch_size=args.batch_size,
+        validation_split=args.validation_split,
+        normalize=normalize,
+        seed=args.seed,
+    )
+    split = args.split or ("test" if bundle.test is not None else "validation")
+    dataset = getattr(bundle, split)
+    if dataset is None:
+        raise ValueError(f"The data has no {split} split. Received: --split {split} --data {args.data!r}")
+    if bundle.num_classes != model.output_shape[-1]:
+        raise ValueError(
+            f"The model has {model.output_shape[-1]} outputs but the data has {bundle.num_classes} classes. "
+            f"Received: --data {args.data!r}"
+        )
+    metrics = training.evaluate_model(model, dataset)
+    count = metrics["examples"]
+    report = {"split": split, **metrics}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"{split} ({count} images): loss {metrics['loss']:.4f}  accuracy {metrics['accuracy']:.4f}")
+    return 0

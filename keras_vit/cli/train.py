@@ -1,0 +1,80 @@
+"""`keras-vit train`: train a registered model, or fine-tune a `.keras` file, on a dataset."""
+
+import ast
+import json
+
+
+def register(subparsers):
+    train = subparsers.add_parser(
+        "train",
+        help="train a model on a dataset",
+        description="Train a registered model (or fine-tune a .keras file) with AdamW and a warmup + cosine "
+        "schedule. Writes OUT/model.keras, OUT/preprocessing.json, OUT/checkpoints, OUT/logs (TensorBoard); "
+        "an interrupted run resumes from OUT/backup when rerun with the same arguments.",
+    )
+    which = train.add_mutually_exclusive_group(required=True)
+    which.add_argument("--model", help="registered model name (see `keras-vit models`)")
+    which.add_argument("--model-file", help="a .keras model to fine-tune")
+    train.add_argument("--data", default="digits", help="digits, tfds:NAME, a .npz file, a folder (default: digits)")
+    train.add_argument("--out", required=True, help="output folder")
+    train.add_argument("--epochs", type=int, default=10)
+    train.add_argument("--batch-size", type=int, default=64)
+    train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
+    train.add_argument("--weight-decay", type=float, default=0.05)
+    train.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps spent warming up")
+    train.add_argument("--image-size", type=int, default=None, help="resize images to this side")
+    train.add_argument("--channels", type=int, choices=(1, 3), default=None)
+    train.add_argument("--augment", action="store_true", help="random crop and flip")
+    train.add_argument("--validation-split", type=float, default=0.1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE",
+        help="override a model argument, e.g. --set patch_size=2 --set depth=4 (repeatable)",
+    )
+    train.add_argument("--json", action="store_true", help="print the final metrics as JSON")
+    train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    train.set_defaults(func=run_train)
+
+
+def parse_overrides(pairs):
+    """`["depth=4", "name=x"]` → `{"depth": 4, "name": "x"}` (values read as Python literals when they are)."""
+    overrides = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise ValueError(f"`--set` takes KEY=VALUE. Received: --set {pair!r}")
+        try:
+            overrides[key.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            overrides[key.strip()] = value
+    return overrides
+
+
+def run_train(args):
+    from keras_vit import training
+
+    result = training.train(
+        model=args.model,
+        model_file=args.model_file,
+        data=args.data,
+        out_dir=args.out,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        recipe=training.Recipe(learning_rate=args.lr, weight_decay=args.weight_decay, warmup_fraction=args.warmup),
+        image_size=args.image_size,
+        channels=args.channels,
+        augment=args.augment,
+        validation_split=args.validation_split,
+        overrides=parse_overrides(args.set),
+        seed=args.seed,
+        verbose=0 if args.quiet else "auto",
+    )
+    report = {"model_path": result["model_path"], **(result["metrics"] or {})}
+    if args.json:
+        print(json.dumps(report))
+    else:
+        print(f"Saved {result['model_path']}")
+        if result["metrics"]:
+            split = "test" if result["bundle"].test is not None else "validation"
+            print(f"{split} loss: {report['loss']:.4f}  {split} accuracy: {report['accuracy']:.4f}")
+    return 0
