@@ -22,6 +22,8 @@ block hook. Every registered model carries its family (`model_family`,
 `list_models(family=...)`) and a tiny configuration for tests (`tiny_config`).
 """
 
+from keras_vit.applications.cnn_hybrid import CNN_BACKBONES, CNNHybridViT, cnn_stem  # noqa: E402
+from keras_vit.applications.deepvit import DEEPVIT_CONFIGS, DeepViT, DeepViT16B, DeepViT24B, DeepViT32B  # noqa: E402
 from keras_vit.applications.registry import (
     FAMILIES,
     get_model,
@@ -30,19 +32,6 @@ from keras_vit.applications.registry import (
     model_family,
     register_model,
     tiny_config,
-)
-from keras_vit.applications.vit import (
-    VIT_CONFIGS,
-    ViTBase8,
-    ViTBase16,
-    ViTBase32,
-    ViTHuge14,
-    ViTLarge16,
-    ViTLarge32,
-    ViTSmall16,
-    ViTSmall32,
-    ViTTiny16,
-    VisionTransformer,
 )
 from keras_vit.applications.t2t_vit import (  # noqa: E402
     T2T_CONFIGS,
@@ -57,15 +46,25 @@ from keras_vit.applications.t2t_vit import (  # noqa: E402
     T2TViTT19,
     T2TViTT24,
 )
-from keras_vit.applications.deepvit import DEEPVIT_CONFIGS, DeepViT, DeepViT16B, DeepViT24B, DeepViT32B  # noqa: E402
-from keras_vit.applications.cnn_hybrid import CNN_BACKBONES, CNNHybridViT, cnn_stem  # noqa: E402
-
 from keras_vit.applications.transformer import (
     TRANSFORMER_CONFIGS,
     Seq2SeqTransformer,
     Transformer,
     TransformerBase,
     TransformerBig,
+)
+from keras_vit.applications.vit import (
+    VIT_CONFIGS,
+    VisionTransformer,
+    ViTBase8,
+    ViTBase16,
+    ViTBase32,
+    ViTHuge14,
+    ViTLarge16,
+    ViTLarge32,
+    ViTSmall16,
+    ViTSmall32,
+    ViTTiny16,
 )
 
 __all__ = [
@@ -106,7 +105,6 @@ __all__ = [
     "CNN_BACKBONES",
     "CNNHybridViT",
     "cnn_stem",
-
     "TRANSFORMER_CONFIGS",
     "Seq2SeqTransformer",
     "Transformer",
@@ -115,13 +113,12 @@ __all__ = [
 ]
 from keras_vit.applications.vit_hybrid import (  # noqa: E402
     HYBRID_STEM_CONFIGS,
-    ViTBaseR50S16,
     VisionTransformerHybrid,
+    ViTBaseR50S16,
     resnetv2_stem,
 )
 
 __all__ += ["HYBRID_STEM_CONFIGS", "ViTBaseR50S16", "VisionTransformerHybrid", "resnetv2_stem"]
-from keras_vit.applications.swin import SWIN_CONFIGS, SwinBase, SwinSmall, SwinTiny, SwinTransformer  # noqa: E402
 from keras_vit.applications.mvitv2 import (  # noqa: E402
     MVITV2_CONFIGS,
     MViTv2,
@@ -129,6 +126,7 @@ from keras_vit.applications.mvitv2 import (  # noqa: E402
     MViTv2Small,
     MViTv2Tiny,
 )
+from keras_vit.applications.swin import SWIN_CONFIGS, SwinBase, SwinSmall, SwinTiny, SwinTransformer  # noqa: E402
 
 __all__ += [
     "SWIN_CONFIGS",

@@ -25,9 +25,18 @@ from keras_vit.applications.vit import SMALL_DATA_CONFIG, VIT_CONFIGS, VisionTra
 # keras.applications constructors and the output layer of each stage
 # (stage s has stride 2^s: stage 2 → /4, 3 → /8, 4 → /16, 5 → /32).
 CNN_BACKBONES = {
-    "resnet50": ("ResNet50", {2: "conv2_block3_out", 3: "conv3_block4_out", 4: "conv4_block6_out", 5: "conv5_block3_out"}),
-    "resnet101": ("ResNet101", {2: "conv2_block3_out", 3: "conv3_block4_out", 4: "conv4_block23_out", 5: "conv5_block3_out"}),
-    "resnet152": ("ResNet152", {2: "conv2_block3_out", 3: "conv3_block8_out", 4: "conv4_block36_out", 5: "conv5_block3_out"}),
+    "resnet50": (
+        "ResNet50",
+        {2: "conv2_block3_out", 3: "conv3_block4_out", 4: "conv4_block6_out", 5: "conv5_block3_out"},
+    ),
+    "resnet101": (
+        "ResNet101",
+        {2: "conv2_block3_out", 3: "conv3_block4_out", 4: "conv4_block23_out", 5: "conv5_block3_out"},
+    ),
+    "resnet152": (
+        "ResNet152",
+        {2: "conv2_block3_out", 3: "conv3_block8_out", 4: "conv4_block36_out", 5: "conv5_block3_out"},
+    ),
     "resnet50v2": ("ResNet50V2", {2: "conv2_block3_out", 3: "conv3_block4_out", 4: "conv4_block6_out", 5: "post_relu"}),
     "mobilenet_v2": ("MobileNetV2", {2: "block_2_add", 3: "block_5_add", 4: "block_12_add", 5: "out_relu"}),
     "efficientnet_b0": ("EfficientNetB0", {2: "block2b_add", 3: "block3b_add", 4: "block5c_add", 5: "top_activation"}),
@@ -138,19 +147,43 @@ def CNNHybridViT(
 
 # A tiny CNN hybrid for tests (registry `tiny` entries): ResNet-50 cut after stage 2 on 32×32
 # images, one narrow encoder block.
-TINY_CNN_HYBRID = {"stage": 2, "hidden_dim": 32, "depth": 1, "num_heads": 2, "mlp_dim": 64,
-                   "input_shape": (32, 32, 3), "classes": 5}
+TINY_CNN_HYBRID = {
+    "stage": 2,
+    "hidden_dim": 32,
+    "depth": 1,
+    "num_heads": 2,
+    "mlp_dim": 64,
+    "input_shape": (32, 32, 3),
+    "classes": 5,
+}
 
 
 def _register_all():
     # ResNet-50 up to stage 4 (stride 16, 14×14 tokens at 224) under ViT-S and ViT-B encoders.
     for size in ("small", "base"):
-        register_model(f"vit_hybrid_resnet50_{size}_s16_224", CNNHybridViT, family="cnn_hybrid",
-                       tiny=TINY_CNN_HYBRID, backbone="resnet50", stage=4, **VIT_CONFIGS[size],
-                       input_shape=(224, 224, 3))
+        register_model(
+            f"vit_hybrid_resnet50_{size}_s16_224",
+            CNNHybridViT,
+            family="cnn_hybrid",
+            tiny=TINY_CNN_HYBRID,
+            backbone="resnet50",
+            stage=4,
+            **VIT_CONFIGS[size],
+            input_shape=(224, 224, 3),
+        )
     # 32×32 images: ResNet-50 up to stage 2 (stride 4, 8×8 tokens, as ViT with patch 4).
-    register_model("vit_hybrid_resnet50_cifar_s4_32", CNNHybridViT, family="cnn_hybrid", tiny=TINY_CNN_HYBRID,
-                   backbone="resnet50", stage=2, **SMALL_DATA_CONFIG, depth=8, input_shape=(32, 32, 3), classes=10)
+    register_model(
+        "vit_hybrid_resnet50_cifar_s4_32",
+        CNNHybridViT,
+        family="cnn_hybrid",
+        tiny=TINY_CNN_HYBRID,
+        backbone="resnet50",
+        stage=2,
+        **SMALL_DATA_CONFIG,
+        depth=8,
+        input_shape=(32, 32, 3),
+        classes=10,
+    )
 
 
 _register_all()

@@ -35,8 +35,7 @@ def check_heads(hidden_dim, num_heads):
     """Checks that `num_heads` divides `hidden_dim`."""
     if hidden_dim % num_heads:
         raise ValueError(
-            "`hidden_dim` must be divisible by `num_heads`. "
-            f"Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
+            f"`hidden_dim` must be divisible by `num_heads`. Received: hidden_dim={hidden_dim}, num_heads={num_heads}"
         )
 
 
@@ -189,8 +188,9 @@ def build_model(inputs, outputs, input_tensor, weights, name):
     return model
 
 
-def variant(func_name, builder, config, description, default_pooling="token", default_name=None,
-            default_input_shape=None):
+def variant(
+    func_name, builder, config, description, default_pooling="token", default_name=None, default_input_shape=None
+):
     """A keras.applications-style constructor of one configuration of `builder`.
 
     Args:

@@ -172,16 +172,38 @@ DeepViT32B = _variant("DeepViT32B", "32b", "DeepViT-32B: D=384, 32 re-attention 
 
 
 # A tiny DeepViT for tests (registry `tiny` entries).
-TINY_DEEPVIT = {"hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "patch_size": 8,
-                "input_shape": (32, 32, 3), "classes": 5}
+TINY_DEEPVIT = {
+    "hidden_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "mlp_dim": 64,
+    "patch_size": 8,
+    "input_shape": (32, 32, 3),
+    "classes": 5,
+}
 
 
 def _register_all():
     for size in ("16b", "24b", "32b"):
-        register_model(f"deepvit_{size}_patch16_224", DeepViT, family="deepvit", tiny=TINY_DEEPVIT,
-                       **DEEPVIT_CONFIGS[size], patch_size=16, input_shape=(224, 224, 3))
-    register_model("deepvit_cifar_patch4_depth8_32", DeepViT, family="deepvit", tiny=TINY_DEEPVIT,
-                   **DEEPVIT_CONFIGS["cifar"], patch_size=4, input_shape=(32, 32, 3), classes=10)
+        register_model(
+            f"deepvit_{size}_patch16_224",
+            DeepViT,
+            family="deepvit",
+            tiny=TINY_DEEPVIT,
+            **DEEPVIT_CONFIGS[size],
+            patch_size=16,
+            input_shape=(224, 224, 3),
+        )
+    register_model(
+        "deepvit_cifar_patch4_depth8_32",
+        DeepViT,
+        family="deepvit",
+        tiny=TINY_DEEPVIT,
+        **DEEPVIT_CONFIGS["cifar"],
+        patch_size=4,
+        input_shape=(32, 32, 3),
+        classes=10,
+    )
 
 
 _register_all()

@@ -163,8 +163,7 @@ TINY_MVITV2 = {"hidden_dim": 8, "depth": (1, 1), "num_heads": 1, "input_shape": 
 
 def _register_all():
     for size, config in MVITV2_CONFIGS.items():
-        register_model(f"mvitv2_{size}", MViTv2, family="mvitv2", tiny=TINY_MVITV2, **config,
-                       input_shape=(224, 224, 3))
+        register_model(f"mvitv2_{size}", MViTv2, family="mvitv2", tiny=TINY_MVITV2, **config, input_shape=(224, 224, 3))
 
 
 _register_all()

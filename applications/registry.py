@@ -66,8 +66,7 @@ def _check_name(name):
         close = difflib.get_close_matches(str(name), list(_REGISTRY), n=5, cutoff=0.5)
         hint = f" Close names: {', '.join(close)}." if close else ""
         raise ValueError(
-            f"Unknown model name. Received: name={name!r}.{hint} "
-            "See keras_vit.applications.list_models()."
+            f"Unknown model name. Received: name={name!r}.{hint} See keras_vit.applications.list_models()."
         )
 
 

@@ -143,14 +143,26 @@ def _variant(func_name, size, description):
     return variant(func_name, SwinTransformer, config, description, default_pooling="avg")
 
 
-SwinTiny = _variant("SwinTiny", "tiny", "Swin-T: C=96, depth (2, 2, 6, 2), heads (3, 6, 12, 24), window 7 (28.3M parameters).")
-SwinSmall = _variant("SwinSmall", "small", "Swin-S: C=96, depth (2, 2, 18, 2), heads (3, 6, 12, 24), window 7 (49.6M parameters).")
-SwinBase = _variant("SwinBase", "base", "Swin-B: C=128, depth (2, 2, 18, 2), heads (4, 8, 16, 32), window 7 (87.8M parameters).")
+SwinTiny = _variant(
+    "SwinTiny", "tiny", "Swin-T: C=96, depth (2, 2, 6, 2), heads (3, 6, 12, 24), window 7 (28.3M parameters)."
+)
+SwinSmall = _variant(
+    "SwinSmall", "small", "Swin-S: C=96, depth (2, 2, 18, 2), heads (3, 6, 12, 24), window 7 (49.6M parameters)."
+)
+SwinBase = _variant(
+    "SwinBase", "base", "Swin-B: C=128, depth (2, 2, 18, 2), heads (4, 8, 16, 32), window 7 (87.8M parameters)."
+)
 
 
 # A tiny Swin for tests (registry `tiny` entries): two stages, 2×2 windows on a 4×4 patch grid.
-TINY_SWIN = {"hidden_dim": 8, "depth": (2, 1), "num_heads": (1, 2), "window_size": 2, "input_shape": (16, 16, 3),
-             "classes": 5}
+TINY_SWIN = {
+    "hidden_dim": 8,
+    "depth": (2, 1),
+    "num_heads": (1, 2),
+    "window_size": 2,
+    "input_shape": (16, 16, 3),
+    "classes": 5,
+}
 
 
 def _register_all():

@@ -96,8 +96,12 @@ def tokens_to_token(soft_splits=IMAGENET_SOFT_SPLITS, tokens_type="performer", t
                 layer = TokenPerformer(token_dim, dropout=dropout, name=f"{name}_attention{i + 1}")
             elif token_dim is None:
                 layer = TokenTransformer(
-                    None, residual="input", output_projection=False, final_norm=True,
-                    dropout=dropout, name=f"{name}_attention{i + 1}",
+                    None,
+                    residual="input",
+                    output_projection=False,
+                    final_norm=True,
+                    dropout=dropout,
+                    name=f"{name}_attention{i + 1}",
                 )
             else:
                 layer = TokenTransformer(token_dim, dropout=dropout, name=f"{name}_attention{i + 1}")
@@ -203,8 +207,15 @@ T2TViTT24 = _variant("T2TViTT24", "t2t_vit_t_24")
 
 
 # A tiny T2T-ViT for tests (registry `tiny` entries): narrow token layers, 32×32 images.
-TINY_T2T = {"hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "token_dim": 8,
-            "input_shape": (32, 32, 3), "classes": 5}
+TINY_T2T = {
+    "hidden_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "mlp_dim": 64,
+    "token_dim": 8,
+    "input_shape": (32, 32, 3),
+    "classes": 5,
+}
 
 
 def _register_all():
@@ -213,8 +224,14 @@ def _register_all():
     # The small models trained from scratch on 32×32 images (CIFAR).
     for size in ("t2t_vit_7", "t2t_vit_10", "t2t_vit_12"):
         register_model(
-            f"{size}_cifar_32", T2TViT, family="t2t", tiny=TINY_T2T, **T2T_CONFIGS[size],
-            soft_splits=CIFAR_SOFT_SPLITS, input_shape=(32, 32, 3), classes=10,
+            f"{size}_cifar_32",
+            T2TViT,
+            family="t2t",
+            tiny=TINY_T2T,
+            **T2T_CONFIGS[size],
+            soft_splits=CIFAR_SOFT_SPLITS,
+            input_shape=(32, 32, 3),
+            classes=10,
         )
 
 

@@ -5,11 +5,11 @@ import os
 import keras
 from keras import ops
 
+from keras_vit.applications.registry import register_model
 from keras_vit.layers.positional_encoding import sinusoidal_encoding
 from keras_vit.layers.token_embedding import TokenEmbedding
 from keras_vit.layers.transformer_block import TransformerBlock
 from keras_vit.layers.transformer_decoder_block import TransformerDecoderBlock
-from keras_vit.applications.registry import register_model
 
 # Table 3 of the paper: N, d_model, d_ff, h, P_drop (d_k = d_v = d_model / h).
 TRANSFORMER_CONFIGS = {
@@ -94,9 +94,7 @@ class Seq2SeqTransformer(keras.Model):
         for arg, value in (("num_layers", num_layers), ("hidden_dim", hidden_dim)):
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"`{arg}` must be a positive integer. Received: {arg}={value}")
-        if num_decoder_layers is not None and (
-            not isinstance(num_decoder_layers, int) or num_decoder_layers < 1
-        ):
+        if num_decoder_layers is not None and (not isinstance(num_decoder_layers, int) or num_decoder_layers < 1):
             raise ValueError(
                 "`num_decoder_layers` must be a positive integer or None. "
                 f"Received: num_decoder_layers={num_decoder_layers}"
@@ -128,9 +126,7 @@ class Seq2SeqTransformer(keras.Model):
         if share_embeddings:
             self.target_embedding = self.source_embedding
         else:
-            self.target_embedding = TokenEmbedding(
-                target_vocabulary_size, hidden_dim, name="target_embedding"
-            )
+            self.target_embedding = TokenEmbedding(target_vocabulary_size, hidden_dim, name="target_embedding")
         self.embedding_dropout = keras.layers.Dropout(dropout, name="embedding_dropout")
         block = dict(
             num_heads=num_heads,
@@ -141,25 +137,16 @@ class Seq2SeqTransformer(keras.Model):
             layer_norm_epsilon=layer_norm_epsilon,
             activation=activation,
         )
-        self.encoder_blocks = [
-            TransformerBlock(name=f"encoder_block_{i}", **block) for i in range(num_layers)
-        ]
+        self.encoder_blocks = [TransformerBlock(name=f"encoder_block_{i}", **block) for i in range(num_layers)]
         self.decoder_blocks = [
-            TransformerDecoderBlock(name=f"decoder_block_{i}", **block)
-            for i in range(num_decoder_layers or num_layers)
+            TransformerDecoderBlock(name=f"decoder_block_{i}", **block) for i in range(num_decoder_layers or num_layers)
         ]
         if norm_first:
             # Pre-norm stacks end with a LayerNorm (the residual stream is never normalised).
-            self.encoder_norm = keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, name="encoder_norm"
-            )
-            self.decoder_norm = keras.layers.LayerNormalization(
-                epsilon=layer_norm_epsilon, name="decoder_norm"
-            )
+            self.encoder_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="encoder_norm")
+            self.decoder_norm = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="decoder_norm")
         if include_top and not tie_output_embedding:
-            self.output_projection = keras.layers.Dense(
-                target_vocabulary_size, name="output_projection"
-            )
+            self.output_projection = keras.layers.Dense(target_vocabulary_size, name="output_projection")
 
     def build(self, input_shape=None):
         src = keras.ops.zeros((1, 2), "int32")
@@ -172,9 +159,11 @@ class Seq2SeqTransformer(keras.Model):
         x = embedding(tokens)
         length = ops.shape(tokens)[1]
         pe = sinusoidal_encoding(offset + length, self.hidden_dim, self.max_wavelength, x.dtype)
-        x = x + pe[None, offset:] if isinstance(offset, int) else x + ops.take(
-            pe, offset + ops.arange(length), axis=0
-        )[None]
+        x = (
+            x + pe[None, offset:]
+            if isinstance(offset, int)
+            else x + ops.take(pe, offset + ops.arange(length), axis=0)[None]
+        )
         return self.embedding_dropout(x, training=training)
 
     def encode(self, encoder_inputs, training=None, return_attention_scores=False):
@@ -277,9 +266,7 @@ class Seq2SeqTransformer(keras.Model):
         self_caches = ops.stack(
             [b.initial_cache(batch, max_length, encoder_outputs.dtype) for b in self.decoder_blocks]
         )
-        cross_caches = ops.stack(
-            [b.compute_cross_attention_cache(encoder_outputs) for b in self.decoder_blocks]
-        )
+        cross_caches = ops.stack([b.compute_cross_attention_cache(encoder_outputs) for b in self.decoder_blocks])
         return self_caches, cross_caches
 
     def decode_step(self, tokens, index, self_caches, cross_caches, encoder_padding_mask):
@@ -381,9 +368,7 @@ def Transformer(
         A built, uncompiled `Seq2SeqTransformer` (a `keras.Model`).
     """
     if variant not in TRANSFORMER_CONFIGS:
-        raise ValueError(
-            f"`variant` must be one of {sorted(TRANSFORMER_CONFIGS)}. Received: variant={variant!r}"
-        )
+        raise ValueError(f"`variant` must be one of {sorted(TRANSFORMER_CONFIGS)}. Received: variant={variant!r}")
     config = {**TRANSFORMER_CONFIGS[variant], **overrides}
     model = Seq2SeqTransformer(
         vocabulary_size,

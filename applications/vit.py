@@ -44,8 +44,15 @@ VIT_CONFIGS = {
 }
 
 # A tiny ViT for tests (registry `tiny` entries): 32×32 images, 4×4 patches of 8, width 32.
-TINY_VIT = {"hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "patch_size": 8,
-            "input_shape": (32, 32, 3), "classes": 5}
+TINY_VIT = {
+    "hidden_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "mlp_dim": 64,
+    "patch_size": 8,
+    "input_shape": (32, 32, 3),
+    "classes": 5,
+}
 
 
 def patch_embedding(
@@ -346,11 +353,13 @@ SMALL_DATA_CONFIG = {"hidden_dim": 192, "num_heads": 3, "mlp_dim": 384}
 
 
 def _register_all():
-    sizes = {"tiny": [(16, 224), (16, 384)],
-             "small": [(16, 224), (32, 224), (8, 224), (16, 384), (32, 384)],
-             "base": [(8, 224), (16, 224), (32, 224), (16, 384), (32, 384)],
-             "large": [(16, 224), (32, 224), (16, 384), (32, 384)],
-             "huge": [(14, 224)]}
+    sizes = {
+        "tiny": [(16, 224), (16, 384)],
+        "small": [(16, 224), (32, 224), (8, 224), (16, 384), (32, 384)],
+        "base": [(8, 224), (16, 224), (32, 224), (16, 384), (32, 384)],
+        "large": [(16, 224), (32, 224), (16, 384), (32, 384)],
+        "huge": [(14, 224)],
+    }
     for size, entries in sizes.items():
         for patch, image in entries:
             register_model(
@@ -364,10 +373,25 @@ def _register_all():
             )
     # DeiT (Touvron et al. 2021): the ViT architecture; distilled ones add a token.
     for size in ("tiny", "small", "base"):
-        register_model(f"deit_{size}_patch16_224", VisionTransformer, family="deit", tiny=TINY_VIT,
-                       **VIT_CONFIGS[size], patch_size=16, input_shape=(224, 224, 3))
-        register_model(f"deit_{size}_distilled_patch16_224", VisionTransformer, family="deit", tiny=TINY_VIT,
-                       **VIT_CONFIGS[size], patch_size=16, input_shape=(224, 224, 3), distillation=True)
+        register_model(
+            f"deit_{size}_patch16_224",
+            VisionTransformer,
+            family="deit",
+            tiny=TINY_VIT,
+            **VIT_CONFIGS[size],
+            patch_size=16,
+            input_shape=(224, 224, 3),
+        )
+        register_model(
+            f"deit_{size}_distilled_patch16_224",
+            VisionTransformer,
+            family="deit",
+            tiny=TINY_VIT,
+            **VIT_CONFIGS[size],
+            patch_size=16,
+            input_shape=(224, 224, 3),
+            distillation=True,
+        )
     for patch in (4, 8):
         for depth in (8, 12):
             register_model(

@@ -29,8 +29,9 @@ HYBRID_STEM_CONFIGS = {
 }
 
 
-def resnetv2_stem(input_shape, stem_layers=(3, 4, 9), stem_width=64, stage_channels=(256, 512, 1024),
-                  groups=32, name="resnetv2_stem"):
+def resnetv2_stem(
+    input_shape, stem_layers=(3, 4, 9), stem_width=64, stage_channels=(256, 512, 1024), groups=32, name="resnetv2_stem"
+):
     """A non-pre-activation ResNetV2 feature extractor (timm's `ResNetV2(preact=False)`).
 
     7×7/2 StdConv + GroupNorm + ReLU + 3×3/2 max-pool, then one stage per
@@ -140,9 +141,26 @@ ViTBaseR50S16 = variant(
 
 
 # A tiny hybrid for tests (registry `tiny` entries): two one-unit stages (stride 8) on 32×32 images.
-TINY_HYBRID = {"stem_layers": (1, 1), "stem_width": 32, "stage_channels": (128, 256), "hidden_dim": 32, "depth": 2,
-               "num_heads": 2, "mlp_dim": 64, "patch_size": 1, "input_shape": (32, 32, 3), "classes": 5}
+TINY_HYBRID = {
+    "stem_layers": (1, 1),
+    "stem_width": 32,
+    "stage_channels": (128, 256),
+    "hidden_dim": 32,
+    "depth": 2,
+    "num_heads": 2,
+    "mlp_dim": 64,
+    "patch_size": 1,
+    "input_shape": (32, 32, 3),
+    "classes": 5,
+}
 
 for _image in (224, 384):
-    register_model(f"vit_base_r50_s16_{_image}", VisionTransformerHybrid, family="hybrid", tiny=TINY_HYBRID,
-                   **HYBRID_STEM_CONFIGS["r50"], **VIT_CONFIGS["base"], input_shape=(_image, _image, 3))
+    register_model(
+        f"vit_base_r50_s16_{_image}",
+        VisionTransformerHybrid,
+        family="hybrid",
+        tiny=TINY_HYBRID,
+        **HYBRID_STEM_CONFIGS["r50"],
+        **VIT_CONFIGS["base"],
+        input_shape=(_image, _image, 3),
+    )

@@ -44,11 +44,23 @@ FAMILIES = {
 # family's factory, about the size of the CIFAR ViT (patch 2 → 16×16 tokens,
 # three stages at 16, 8 and 4 tokens a side).
 SMALL_32 = {
-    "swin": ("swin_cifar_p2_w4_32", "SwinTransformer", {
-        "patch_size": 2, "hidden_dim": 64, "depth": (2, 2, 2), "num_heads": (2, 4, 8), "window_size": 4}),
-    "mvitv2": ("mvitv2_cifar_p2_32", "MViTv2", {
-        "hidden_dim": 64, "depth": (1, 2, 3), "num_heads": 1, "kv_stride": 4, "patch_kernel_size": 3,
-        "patch_stride": 2}),
+    "swin": (
+        "swin_cifar_p2_w4_32",
+        "SwinTransformer",
+        {"patch_size": 2, "hidden_dim": 64, "depth": (2, 2, 2), "num_heads": (2, 4, 8), "window_size": 4},
+    ),
+    "mvitv2": (
+        "mvitv2_cifar_p2_32",
+        "MViTv2",
+        {
+            "hidden_dim": 64,
+            "depth": (1, 2, 3),
+            "num_heads": 1,
+            "kv_stride": 4,
+            "patch_kernel_size": 3,
+            "patch_stride": 2,
+        },
+    ),
 }
 MEAN = np.array([0.4914, 0.4822, 0.4465], "float32")
 STD = np.array([0.2470, 0.2435, 0.2616], "float32")
@@ -91,16 +103,18 @@ def resolve(family):
 
 def build(family, name):
     if family == "resnet":
-        return keras.applications.ResNet50(weights=None, input_shape=(32, 32, 3), classes=10,
-                                           classifier_activation=None)
+        return keras.applications.ResNet50(
+            weights=None, input_shape=(32, 32, 3), classes=10, classifier_activation=None
+        )
     if family == "deit_distilled":
         return get_model(name, classes=10, classifier_activation=None, distillation=True)
     if family in SMALL_32 and name == SMALL_32[family][0]:
         import keras_vit.applications as apps
 
         _, factory, config = SMALL_32[family]
-        return getattr(apps, factory)(input_shape=(32, 32, 3), classes=10, classifier_activation=None,
-                                      name=name, **config)
+        return getattr(apps, factory)(
+            input_shape=(32, 32, 3), classes=10, classifier_activation=None, name=name, **config
+        )
     return get_model(name, classes=10, classifier_activation=None)
 
 
@@ -143,9 +157,16 @@ def run_family(family, name, data, args, teacher=None):
     logits = model.predict(normalise(x_eval).numpy(), batch_size=250, verbose=0)
     accuracy = float(np.mean(np.argmax(logits, axis=-1) == y_eval))
     row = {
-        "family": family, "model": name, "top1": accuracy, "test_images": len(y_eval), "params": params,
-        "train_img_per_s": images_per_s, "wall_s": train_s, "steps": steps,
-        "epochs": steps * args.batch_size / len(x_train), "trace_s": trace_s,
+        "family": family,
+        "model": name,
+        "top1": accuracy,
+        "test_images": len(y_eval),
+        "params": params,
+        "train_img_per_s": images_per_s,
+        "wall_s": train_s,
+        "steps": steps,
+        "epochs": steps * args.batch_size / len(x_train),
+        "trace_s": trace_s,
     }
     print(json.dumps(row), flush=True)
     return model, row
@@ -173,7 +194,9 @@ def main(argv=None):
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--weight-decay", type=float, default=0.05)
     parser.add_argument("--teacher-family", default="resnet", help="family whose model teaches deit_distilled")
-    parser.add_argument("--jit-compile", action="store_true", help="XLA-compile the train step (slow to compile on CPU)")
+    parser.add_argument(
+        "--jit-compile", action="store_true", help="XLA-compile the train step (slow to compile on CPU)"
+    )
     parser.add_argument("--max-steps", type=int, default=0, help="stop earlier after this many steps (0: budget only)")
     parser.add_argument("--test-size", type=int, default=10000, help="test images scored (the first N)")
     parser.add_argument("--seed", type=int, default=0)
@@ -193,8 +216,10 @@ def main(argv=None):
             print(f"skip {family}: no registered model matches {FAMILIES[family]}", flush=True)
             continue
         if family == "deit_distilled" and teacher is None:
-            print(f"skip deit_distilled: needs the {args.teacher_family} family in the same run as its teacher",
-                  flush=True)
+            print(
+                f"skip deit_distilled: needs the {args.teacher_family} family in the same run as its teacher",
+                flush=True,
+            )
             continue
         model, row = run_family(family, name, data, args, teacher if family == "deit_distilled" else None)
         if family == args.teacher_family:

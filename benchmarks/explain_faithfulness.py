@@ -69,7 +69,9 @@ def train_model(data_dir, train_size=60000, epochs=8, seed=0, verbose=2, normali
     config = {**MODEL_CONFIG, **overrides}
     model = VisionTransformer(input_shape=(28, 28, 1), classes=10, name="mnist_vit", **config)
     steps = epochs * int(np.ceil(len(x) / 128))
-    schedule = keras.optimizers.schedules.CosineDecay(0.0, steps, alpha=0.01, warmup_target=2e-3, warmup_steps=steps // 10)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        0.0, steps, alpha=0.01, warmup_target=2e-3, warmup_steps=steps // 10
+    )
     model.compile(
         optimizer=keras.optimizers.AdamW(schedule, weight_decay=0.05),
         loss="sparse_categorical_crossentropy",

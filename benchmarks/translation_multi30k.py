@@ -37,8 +37,11 @@ def main(argv=None):
     p.add_argument("--length-penalty", type=float, default=0.6)
     p.add_argument("--checkpoint", default="multi30k_translator.keras")
     p.add_argument("--out", default="translation_multi30k.json")
-    p.add_argument("--evaluate-only", action="store_true",
-                   help="skip training: score --checkpoint and add the BLEU to the report in --out")
+    p.add_argument(
+        "--evaluate-only",
+        action="store_true",
+        help="skip training: score --checkpoint and add the BLEU to the report in --out",
+    )
     args = p.parse_args(argv)
     if not os.path.isdir(args.data):
         print(f"Multi30k not found at {args.data!r}; set KERAS_VIT_DATA", file=sys.stderr)
@@ -63,8 +66,9 @@ def main(argv=None):
             json.dump(report, f, indent=1)
     sources, references = load_multi30k(args.data, "test_2016_flickr")
     t0 = time.time()
-    score, hyps = evaluate_bleu(model, sources, references, beam_size=args.beam_size,
-                                length_penalty=args.length_penalty)
+    score, hyps = evaluate_bleu(
+        model, sources, references, beam_size=args.beam_size, length_penalty=args.length_penalty
+    )
     report["test_bleu"] = score.score
     report["test_bleu_signature"] = str(score)
     report["translate_wall_s"] = time.time() - t0

@@ -21,9 +21,8 @@ import time
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 
-import numpy as np  # noqa: E402
-
 import keras  # noqa: E402
+import numpy as np  # noqa: E402
 
 from keras_vit.tuning import gpu_devices, run_search  # noqa: E402
 
@@ -51,25 +50,39 @@ def main():
     with np.load(os.path.join(cifar, "train.npz")) as train, np.load(os.path.join(cifar, "test.npz")) as test:
         # The rows are shuffled already: the first rows are a class-balanced-enough subset.
         x, y = train["x"], train["y"].astype("int32")
-        x_train, y_train = x[:args.train_size], y[:args.train_size]
-        x_val = x[args.train_size:args.train_size + args.val_size]
-        y_val = y[args.train_size:args.train_size + args.val_size]
-        x_test, y_test = test["x"][:args.test_size], test["y"][:args.test_size].astype("int32")
+        x_train, y_train = x[: args.train_size], y[: args.train_size]
+        x_val = x[args.train_size : args.train_size + args.val_size]
+        y_val = y[args.train_size : args.train_size + args.val_size]
+        x_test, y_test = test["x"][: args.test_size], test["y"][: args.test_size].astype("int32")
 
     space = {
         "patch_size": [int(v) for v in args.patch_sizes.split(",")],
         "depth": [int(v) for v in args.depths.split(",")],
-        "hidden_dim": args.hidden_dim, "num_heads": args.num_heads, "mlp_ratio": 2.0,
-        "dropout": 0.0, "drop_path_rate": 0.1, "learning_rate": args.learning_rate, "weight_decay": 0.05,
+        "hidden_dim": args.hidden_dim,
+        "num_heads": args.num_heads,
+        "mlp_ratio": 2.0,
+        "dropout": 0.0,
+        "drop_path_rate": 0.1,
+        "learning_rate": args.learning_rate,
+        "weight_decay": 0.05,
     }
     os.makedirs(args.out, exist_ok=True)
     start = time.perf_counter()
     result = run_search(
-        (x_train, y_train), validation_data=(x_val, y_val), tuner="grid",
+        (x_train, y_train),
+        validation_data=(x_val, y_val),
+        tuner="grid",
         max_trials=len(space["patch_size"]) * len(space["depth"]),
-        epochs=args.epochs, batch_size=args.batch_size, early_stopping_patience=None,
-        search_space=space, directory=args.out, project_name="search", overwrite=args.overwrite,
-        export_path=None, seed=0, verbose=2,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        early_stopping_patience=None,
+        search_space=space,
+        directory=args.out,
+        project_name="search",
+        overwrite=args.overwrite,
+        export_path=None,
+        seed=0,
+        verbose=2,
     )
     search_seconds = time.perf_counter() - start
 
@@ -91,8 +104,11 @@ def main():
         logits = model.predict(x_test, batch_size=256, verbose=0)
         test_accuracy = float(np.mean(np.argmax(logits, axis=-1) == y_test))
         record = {
-            "trial": trial_id, "patch_size": values["vit/patch_size"], "depth": values["vit/depth"],
-            "val_accuracy": trial.score, "test_accuracy": test_accuracy,
+            "trial": trial_id,
+            "patch_size": values["vit/patch_size"],
+            "depth": values["vit/depth"],
+            "val_accuracy": trial.score,
+            "test_accuracy": test_accuracy,
             "num_params": trial.metrics.get_last_value("num_params"),
             "seconds": trial.metrics.get_last_value("trial_seconds"),
         }
@@ -120,8 +136,9 @@ def main():
 
 def _gpu_name():
     try:
-        out = subprocess.run(["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"],
-                             capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["nvidia-smi", "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True, timeout=30
+        )
         return out.stdout.strip().splitlines()[0]
     except (OSError, IndexError, subprocess.SubprocessError):
         return "unknown"

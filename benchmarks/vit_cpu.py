@@ -311,8 +311,12 @@ class SubprocessRunner:
         env = dict(os.environ, KERAS_BACKEND=backend)
         env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
         self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env=env,
+            cmd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=env,
         )
         self.info, self.error = {}, None
 
@@ -423,15 +427,10 @@ def _ratio(ours, other):
     if not a or not b:
         return "—"
     per_round = [x / y for x, y in zip(a, b)]
-    return (
-        f"{statistics.median(a) / statistics.median(b):.2f}× "
-        f"({min(per_round):.2f}–{max(per_round):.2f})"
-    )
+    return f"{statistics.median(a) / statistics.median(b):.2f}× ({min(per_round):.2f}–{max(per_round):.2f})"
 
 
-TABLE_HEADER = (
-    "| backend | keras_vit img/s | keras-hub img/s | timm img/s | keras_vit / keras-hub | keras_vit / timm |"
-)
+TABLE_HEADER = "| backend | keras_vit img/s | keras-hub img/s | timm img/s | keras_vit / keras-hub | keras_vit / timm |"
 
 
 def format_table(results):
@@ -449,8 +448,7 @@ def format_table(results):
         if ours is None and hub is None:
             continue
         rows.append(
-            f"| {backend} | {_cell(ours)} | {_cell(hub)} | {_cell(timm)} | "
-            f"{_ratio(ours, hub)} | {_ratio(ours, timm)} |"
+            f"| {backend} | {_cell(ours)} | {_cell(hub)} | {_cell(timm)} | {_ratio(ours, hub)} | {_ratio(ours, timm)} |"
         )
     return "\n".join(rows)
 
@@ -460,7 +458,7 @@ def format_report(results, config, repeats, iters, threads, command, load_before
     c = config
     gflop = flops_per_image(c) / 1e9
     lines = [
-        f"# ViT-B/16 CPU inference throughput",
+        "# ViT-B/16 CPU inference throughput",
         "",
         f"Image {c['image_size']}×{c['image_size']}, patch {c['patch_size']}, depth {c['depth']}, "
         f"{c['num_heads']} heads, hidden {c['hidden_dim']}, MLP {c['mlp_dim']}, batch {c['batch_size']}, "
@@ -506,16 +504,18 @@ def main(argv=None):
     parser.add_argument("--config", help=argparse.SUPPRESS)
     parser.add_argument("--backend", help=argparse.SUPPRESS)
     parser.add_argument("--warmup", type=int, default=2, help="untimed batches per contestant")
-    parser.add_argument("--threads", type=int, default=None,
-                        help="threads for every contestant (default: the number of CPUs)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="threads for every contestant (default: the number of CPUs)"
+    )
     parser.add_argument("--repeats", type=int, default=7, help="timed rounds")
     parser.add_argument("--iters", type=int, default=2, help="batches per timed repeat")
-    parser.add_argument("--backends", default=",".join(BACKENDS),
-                        help="comma-separated Keras backends to run")
-    parser.add_argument("--contestants", default="ours,keras_hub,timm",
-                        help="comma-separated subset of ours,keras_hub,timm")
-    parser.add_argument("--timm-python", default=None,
-                        help="Python of the environment that has timm (default: this one)")
+    parser.add_argument("--backends", default=",".join(BACKENDS), help="comma-separated Keras backends to run")
+    parser.add_argument(
+        "--contestants", default="ours,keras_hub,timm", help="comma-separated subset of ours,keras_hub,timm"
+    )
+    parser.add_argument(
+        "--timm-python", default=None, help="Python of the environment that has timm (default: this one)"
+    )
     parser.add_argument("--batch-size", type=int, default=VIT_B16["batch_size"])
     parser.add_argument("--output", default=None, help="write the Markdown report here")
     args = parser.parse_args(argv)
@@ -544,8 +544,7 @@ def main(argv=None):
                 runners.append(SubprocessRunner(c, backend, config, threads=threads, warmup=args.warmup))
     if "timm" in contestants:
         runners.append(
-            SubprocessRunner("timm", "torch", config, python=args.timm_python,
-                             threads=threads, warmup=args.warmup)
+            SubprocessRunner("timm", "torch", config, python=args.timm_python, threads=threads, warmup=args.warmup)
         )
     try:
         for r in runners:
@@ -557,8 +556,7 @@ def main(argv=None):
         for r in runners:
             r.close()
     command = "python benchmarks/vit_cpu.py " + " ".join(argv if argv is not None else sys.argv[1:])
-    report = format_report(results, config, args.repeats, args.iters, threads, command.strip(),
-                           load_before, _load())
+    report = format_report(results, config, args.repeats, args.iters, threads, command.strip(), load_before, _load())
     print(report)
     if args.output:
         os.makedirs(os.path.dirname(os.path.abspath(args.output)), exist_ok=True)

@@ -16,8 +16,10 @@ nothing else imported.
 __version__ = "0.1.0"
 
 # Imported for their registration side effect (`register_keras_serializable`).
-from keras_vit import layers  # noqa: E402,F401
-from keras_vit import applications  # noqa: E402,F401
-from keras_vit import distillation  # noqa: E402,F401
-from keras_vit import translation  # noqa: E402,F401
-from keras_vit import training  # noqa: E402,F401
+from keras_vit import (
+    applications,  # noqa: E402,F401
+    distillation,  # noqa: E402,F401
+    layers,  # noqa: E402,F401
+    training,  # noqa: E402,F401
+    translation,  # noqa: E402,F401
+)

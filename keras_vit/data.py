@@ -245,7 +245,9 @@ def load_arrays(source):
     if len(x) != len(y):
         raise ValueError(f"`x` and `y` differ in length in source={source!r}: {len(x)} != {len(y)}")
     if x.ndim not in (3, 4):
-        raise ValueError(f"`x` must have shape (N, H, W) or (N, H, W, C). Received: x.shape={x.shape} in source={source!r}")
+        raise ValueError(
+            f"`x` must have shape (N, H, W) or (N, H, W, C). Received: x.shape={x.shape} in source={source!r}"
+        )
     y = y.astype("int32").reshape(-1)
     if y_test is not None:
         y_test = y_test.astype("int32").reshape(-1)
@@ -270,7 +272,7 @@ def _resolve(source):
     if text == "digits":
         return "digits", None
     if text.startswith("tfds:"):
-        name = text[len("tfds:"):]
+        name = text[len("tfds:") :]
         if not name:
             raise ValueError(f"`source` needs a dataset name after 'tfds:'. Received: source={text!r}")
         return "tfds", name
@@ -387,15 +389,11 @@ def _tfds_splits(name, validation_split, seed):
         builder = tfds.builder(name)
     except Exception as error:  # tfds raises its own DatasetNotFoundError
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ValueError(
-            f"Unknown TensorFlow Datasets name ({first_line}). Received: source='tfds:{name}'"
-        ) from None
+        raise ValueError(f"Unknown TensorFlow Datasets name ({first_line}). Received: source='tfds:{name}'") from None
     info = builder.info
     keys = list(info.supervised_keys or ())
     if len(keys) != 2:
-        raise ValueError(
-            f"The tfds dataset has no (image, label) supervised keys. Received: source='tfds:{name}'"
-        )
+        raise ValueError(f"The tfds dataset has no (image, label) supervised keys. Received: source='tfds:{name}'")
     label_feature = info.features[keys[1]]
     class_names = list(getattr(label_feature, "names", None) or [str(i) for i in range(label_feature.num_classes)])
     native_shape = tuple(info.features[keys[0]].shape)

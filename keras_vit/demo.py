@@ -97,7 +97,9 @@ def run_demo(out_dir="demo_out", epochs=None, verbose="auto"):
 
     os.makedirs(out_dir, exist_ok=True)
     model_path = save_model_atomic(model, os.path.join(out_dir, "vit_digits.keras"))
-    write_json_atomic(training.preprocessing_config(bundle, "digits"), os.path.join(out_dir, training.PREPROCESSING_FILE))
+    write_json_atomic(
+        training.preprocessing_config(bundle, "digits"), os.path.join(out_dir, training.PREPROCESSING_FILE)
+    )
     reloaded = keras.saving.load_model(model_path)
     images = np.concatenate([x.numpy() for x, _ in bundle.test])
     labels = np.concatenate([y.numpy() for _, y in bundle.test])

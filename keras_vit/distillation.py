@@ -80,9 +80,7 @@ class DistillationTrainer(keras.Model):
             self._heads = keras.Model(student.inputs, outputs, name="student_heads")
         else:  # Any other model: its output is taken as logits.
             self._heads = None
-        self._activation = (
-            student.get_layer("predictions").activation if "predictions" in names else None
-        )
+        self._activation = student.get_layer("predictions").activation if "predictions" in names else None
 
     def _student_logits(self, inputs, training):
         if self._heads is None:
@@ -128,7 +126,7 @@ class DistillationTrainer(keras.Model):
             loss = loss * ops.cast(ops.reshape(sample_weight, ops.shape(loss)), loss.dtype)
         loss = ops.mean(loss)
         if self.losses:
-            loss = loss + ops.sum(ops.stack([ops.cast(l, loss.dtype) for l in self.losses]))
+            loss = loss + ops.sum(ops.stack([ops.cast(extra, loss.dtype) for extra in self.losses]))
         return loss
 
     def compute_metrics(self, x, y, y_pred, sample_weight=None):

@@ -94,9 +94,7 @@ class Recipe:
         if not self.weight_decay >= 0:
             raise ValueError(f"`weight_decay` must be >= 0. Received: weight_decay={self.weight_decay!r}")
         if not 0.0 <= self.warmup_fraction < 1.0:
-            raise ValueError(
-                f"`warmup_fraction` must be in [0, 1). Received: warmup_fraction={self.warmup_fraction!r}"
-            )
+            raise ValueError(f"`warmup_fraction` must be in [0, 1). Received: warmup_fraction={self.warmup_fraction!r}")
         if self.global_clipnorm is not None and not self.global_clipnorm > 0:
             raise ValueError(
                 f"`global_clipnorm` must be positive or None. Received: global_clipnorm={self.global_clipnorm!r}"
@@ -354,7 +352,9 @@ def build_model(*, model=None, model_file=None, input_shape, num_classes, overri
         )
     if model_file is not None:
         if overrides:
-            raise ValueError(f"Overrides apply to a registered model, not to `model_file`. Received: overrides={overrides!r}")
+            raise ValueError(
+                f"Overrides apply to a registered model, not to `model_file`. Received: overrides={overrides!r}"
+            )
         if not os.path.isfile(model_file):
             raise FileNotFoundError(f"No such model file. Received: model_file={os.fspath(model_file)!r}")
         return keras.saving.load_model(model_file)
@@ -422,9 +422,13 @@ def train(
         channels=channels,
     )
     if model_file is None:
-        net = build_model(model=model, input_shape=bundle.input_shape, num_classes=bundle.num_classes, overrides=overrides)
+        net = build_model(
+            model=model, input_shape=bundle.input_shape, num_classes=bundle.num_classes, overrides=overrides
+        )
     elif overrides:
-        raise ValueError(f"Overrides apply to a registered model, not to `model_file`. Received: overrides={overrides!r}")
+        raise ValueError(
+            f"Overrides apply to a registered model, not to `model_file`. Received: overrides={overrides!r}"
+        )
     os.makedirs(out_dir, exist_ok=True)
     write_json_atomic(preprocessing_config(bundle, data), os.path.join(out_dir, PREPROCESSING_FILE))
     history = fit_model(

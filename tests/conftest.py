@@ -38,7 +38,14 @@ def backend():
 def keras_vit_cli(*args, cwd=None, stdin=None):
     """Runs `keras-vit ARGS` as its own process, as a user would; returns its stdout."""
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-m", "keras_vit.cli", *map(str, args)], capture_output=True,
-                            text=True, env=env, cwd=cwd, input=stdin, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-m", "keras_vit.cli", *map(str, args)],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        timeout=600,
+    )
     assert result.returncode == 0, f"keras-vit {args[0]} exited {result.returncode}:\n{result.stderr[-3000:]}"
     return result.stdout

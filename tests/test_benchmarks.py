@@ -53,8 +53,14 @@ def test_benchmark_round_robin_and_table_format():
 
 def test_ratio_cells_use_round_by_round_values():
     def fake(contestant, backend, values):
-        return {"contestant": contestant, "backend": backend, "info": {}, "error": None,
-                "images_per_s": values, "cpu_s_per_image": []}
+        return {
+            "contestant": contestant,
+            "backend": backend,
+            "info": {},
+            "error": None,
+            "images_per_s": values,
+            "cpu_s_per_image": [],
+        }
 
     results = [
         fake("ours", "tensorflow", [8.0, 9.0, 10.0]),

@@ -6,14 +6,25 @@ import keras
 import numpy as np
 import pytest
 import tensorflow as tf
+from conftest import keras_vit_cli
 
 from keras_vit import data, training
 from keras_vit.cli import main
-from conftest import keras_vit_cli
 from keras_vit.utils import save_model_atomic
 
 # A tiny ViT from the registry, resized for 8×8 digits.
-TINY = ["--set", "patch_size=2", "--set", "hidden_dim=32", "--set", "depth=1", "--set", "num_heads=2", "--set", "mlp_dim=32"]
+TINY = [
+    "--set",
+    "patch_size=2",
+    "--set",
+    "hidden_dim=32",
+    "--set",
+    "depth=1",
+    "--set",
+    "num_heads=2",
+    "--set",
+    "mlp_dim=32",
+]
 TINY_KWARGS = {"patch_size": 2, "hidden_dim": 32, "depth": 1, "num_heads": 2, "mlp_dim": 32}
 MODEL = "vit_cifar_patch4_depth8_32"
 
@@ -37,8 +48,24 @@ def _tiny_npz(path, n=48):
 def test_train_evaluate_predict_explain_in_fresh_processes(tmp_path):
     """Each subcommand in its own process, on the files the one before wrote."""
     out = tmp_path / "run"
-    stdout = keras_vit_cli("train", "--model", MODEL, "--data", "digits", "--epochs", "3", "--lr", "3e-3",
-                           "--batch-size", "32", "--out", out, "--quiet", "--json", *TINY)
+    stdout = keras_vit_cli(
+        "train",
+        "--model",
+        MODEL,
+        "--data",
+        "digits",
+        "--epochs",
+        "3",
+        "--lr",
+        "3e-3",
+        "--batch-size",
+        "32",
+        "--out",
+        out,
+        "--quiet",
+        "--json",
+        *TINY,
+    )
     trained = json.loads(stdout.strip().splitlines()[-1])
     for name in ("model.keras", "preprocessing.json", "checkpoints/best.weights.h5", "logs/history.csv"):
         assert os.path.isfile(os.path.join(out, name)), name
@@ -77,8 +104,20 @@ def test_train_evaluate_predict_explain_in_fresh_processes(tmp_path):
     assert figure.stat().st_size > 1000 and figure.read_bytes()[:4] == b"\x89PNG"
 
     # Fine-tuning the written file in a new process keeps its architecture.
-    keras_vit_cli("train", "--model-file", model_file, "--data", "digits", "--epochs", "1", "--batch-size", "64",
-                  "--out", tmp_path / "finetuned", "--quiet")
+    keras_vit_cli(
+        "train",
+        "--model-file",
+        model_file,
+        "--data",
+        "digits",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "64",
+        "--out",
+        tmp_path / "finetuned",
+        "--quiet",
+    )
     finetuned = keras.saving.load_model(tmp_path / "finetuned" / "model.keras")
     assert finetuned.count_params() == model.count_params()
 
@@ -107,8 +146,16 @@ class _EpochRecorder(keras.callbacks.Callback):
 def test_interrupted_training_resumes(tmp_path, capsys):
     source = _tiny_npz(tmp_path / "tiny.npz")
     out = str(tmp_path / "run")
-    args = dict(model=MODEL, data=source, out_dir=out, epochs=4, batch_size=8, validation_split=0.0,
-                overrides=TINY_KWARGS, verbose=0)
+    args = dict(
+        model=MODEL,
+        data=source,
+        out_dir=out,
+        epochs=4,
+        batch_size=8,
+        validation_split=0.0,
+        overrides=TINY_KWARGS,
+        verbose=0,
+    )
     with pytest.raises(RuntimeError, match="simulated interruption"):
         training.train(**args, callbacks=[_Interrupt(1)])
     assert not os.path.exists(os.path.join(out, "model.keras"))
@@ -116,8 +163,24 @@ def test_interrupted_training_resumes(tmp_path, capsys):
     assert _history_epochs(out) == [0, 1]
 
     # Rerunning the same command resumes at the third epoch instead of starting again.
-    rc = main(["train", "--model", MODEL, "--data", source, "--epochs", "4", "--batch-size", "8",
-               "--validation-split", "0", "--out", out, *TINY])
+    rc = main(
+        [
+            "train",
+            "--model",
+            MODEL,
+            "--data",
+            source,
+            "--epochs",
+            "4",
+            "--batch-size",
+            "8",
+            "--validation-split",
+            "0",
+            "--out",
+            out,
+            *TINY,
+        ]
+    )
     assert rc == 0
     assert "Resuming an interrupted run at epoch 3/4" in capsys.readouterr().out
     assert _history_epochs(out) == [0, 1, 2, 3]
@@ -129,8 +192,16 @@ def test_interrupted_training_resumes(tmp_path, capsys):
     # Fine-tuning a saved model file keeps its architecture and restarts the count.
     out2 = str(tmp_path / "run2")
     recorder = _EpochRecorder()
-    result = training.train(model_file=os.path.join(out, "model.keras"), data=source, out_dir=out2, epochs=1,
-                            batch_size=8, validation_split=0.0, callbacks=[recorder], verbose=0)
+    result = training.train(
+        model_file=os.path.join(out, "model.keras"),
+        data=source,
+        out_dir=out2,
+        epochs=1,
+        batch_size=8,
+        validation_split=0.0,
+        callbacks=[recorder],
+        verbose=0,
+    )
     assert recorder.epochs == [0]
     assert result["model"].count_params() == model.count_params()
     assert result["metrics"]["examples"] == 16

@@ -1,13 +1,22 @@
+import keras
 import numpy as np
 import pytest
 
-import keras
 from keras_vit.applications import CNNHybridViT, get_model, list_models
 
 
 def test_resnet50_stage_feature_map_becomes_the_tokens():
-    model = CNNHybridViT("resnet50", stage=3, patch_size=2, hidden_dim=16, depth=1, num_heads=2, mlp_dim=16,
-                         input_shape=(64, 64, 3), classes=4)
+    model = CNNHybridViT(
+        "resnet50",
+        stage=3,
+        patch_size=2,
+        hidden_dim=16,
+        depth=1,
+        num_heads=2,
+        mlp_dim=16,
+        input_shape=(64, 64, 3),
+        classes=4,
+    )
     # Stage 3 of ResNet-50 has stride 8: an 8×8 map of 512 channels; 2×2 patches → 4×4 tokens.
     assert model.get_layer("backbone").output_shape == (None, 8, 8, 512)
     embed = model.get_layer("patch_embed")
@@ -32,8 +41,11 @@ def test_user_cnn_and_keras_round_trip(tmp_path):
 
 
 def test_registered_hybrids_and_errors():
-    assert {"vit_hybrid_resnet50_small_s16_224", "vit_hybrid_resnet50_base_s16_224",
-            "vit_hybrid_resnet50_cifar_s4_32"} <= set(list_models("vit_hybrid_*"))
+    assert {
+        "vit_hybrid_resnet50_small_s16_224",
+        "vit_hybrid_resnet50_base_s16_224",
+        "vit_hybrid_resnet50_cifar_s4_32",
+    } <= set(list_models("vit_hybrid_*"))
     model = get_model("vit_hybrid_resnet50_cifar_s4_32", depth=1, hidden_dim=16, num_heads=2, mlp_dim=16)
     assert model.get_layer("patch_embed").grid_size == (8, 8) and model.output_shape == (None, 10)
     with pytest.raises(ValueError, match="Received: backbone='vgg'"):

@@ -16,7 +16,7 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 
 def fixture(name):
     with np.load(os.path.join(FIXTURES, f"{name}.npz"), allow_pickle=False) as data:
-        return {k[len("weights/"):]: data[k] for k in data.files if k.startswith("weights/")}, None
+        return {k[len("weights/") :]: data[k] for k in data.files if k.startswith("weights/")}, None
 
 
 def write_safetensors(weights, path):
@@ -35,8 +35,11 @@ def write_pth(weights, path):
 def test_checkpoints_read_alike_from_every_format(tmp_path):
     weights, _ = fixture("timm_vit_token")
     np.savez(str(tmp_path / "model.npz"), **weights)
-    for path in (write_safetensors(weights, tmp_path / "model.safetensors"), write_pth(weights, tmp_path / "model.pth"),
-                 str(tmp_path / "model.npz")):
+    for path in (
+        write_safetensors(weights, tmp_path / "model.safetensors"),
+        write_pth(weights, tmp_path / "model.pth"),
+        str(tmp_path / "model.npz"),
+    ):
         arrays = convert.read_checkpoint(path)
         assert sorted(arrays) == sorted(weights)
         for key, value in weights.items():
@@ -71,8 +74,12 @@ def test_bfloat16_safetensors_read_as_float32(tmp_path):
     values = np.array([[1.0, -2.5], [0.15625, 3.0e5]], np.float32)
     bf16 = (values.view(np.uint32) >> 16).astype("<u2").tobytes()
     f32 = np.arange(3, dtype="<f4").tobytes()
-    header = json.dumps({"w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]},
-                         "b": {"dtype": "F32", "shape": [3], "data_offsets": [8, 20]}}).encode()
+    header = json.dumps(
+        {
+            "w": {"dtype": "BF16", "shape": [2, 2], "data_offsets": [0, 8]},
+            "b": {"dtype": "F32", "shape": [3], "data_offsets": [8, 20]},
+        }
+    ).encode()
     path = tmp_path / "bf16.safetensors"
     path.write_bytes(np.array([len(header)], "<u8").tobytes() + header + bf16 + f32)
     arrays = convert.read_checkpoint(path)

@@ -46,8 +46,11 @@ def test_buffers_recomputed_by_the_layers_are_accepted():
 def test_headless_state_dict_needs_headless_model():
     _, config, state, _ = _load("mvitv2_tiny_config")
     headless = {k: v for k, v in state.items() if not k.startswith("head.")}
-    with pytest.raises(CheckpointError, match=r"2 missing from the checkpoint: 'head/kernel' \(shape \(32, 7\)\); "
-                                              r"'head/bias' \(shape \(7,\)\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"2 missing from the checkpoint: 'head/kernel' \(shape \(32, 7\)\); "
+        r"'head/bias' \(shape \(7,\)\)",
+    ):
         load_checkpoint(MViTv2(**config), headless)
 
 
@@ -55,8 +58,11 @@ def test_head_of_another_size_starts_fresh():
     _, config, state, data = _load("mvitv2_tiny_config")
     model = load_checkpoint(MViTv2(**{**config, "classes": 3}), state)
     assert tuple(model.get_layer("head").kernel.shape) == (32, 3)
-    with pytest.raises(CheckpointError, match=r"2 mis-shaped: 'head.fc.weight': checkpoint shape \(7, 32\) "
-                                              r"\(as Keras layout \(32, 7\)\) vs model weight 'head/kernel' shape \(32, 3\)"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"2 mis-shaped: 'head.fc.weight': checkpoint shape \(7, 32\) "
+        r"\(as Keras layout \(32, 7\)\) vs model weight 'head/kernel' shape \(32, 3\)",
+    ):
         load_checkpoint(MViTv2(**{**config, "classes": 3}), state, skip_mismatched_head=False)
 
 

@@ -23,7 +23,7 @@ HYBRID = dict(stem_layers=(1, 1), stem_width=32, stage_channels=(128, 256))
 def fixture(name):
     with np.load(os.path.join(FIXTURES, f"{name}.npz"), allow_pickle=False) as data:
         out = {k: data[k] for k in data.files}
-    weights = {k[len("weights/"):]: v for k, v in out.items() if k.startswith("weights/")}
+    weights = {k[len("weights/") :]: v for k, v in out.items() if k.startswith("weights/")}
     return weights, out
 
 
@@ -49,8 +49,9 @@ def outputs_of(model, x, pooling):
     """(features, pre_logits, logits) of a model with a head, as the reference defines them."""
     feats_layer = "norm" if pooling == "token" else f"block_{TINY['depth'] - 1}"
     pre_layer = "pool" if pooling == "token" else "fc_norm"
-    probe = keras.Model(model.inputs, [model.get_layer(feats_layer).output, model.get_layer(pre_layer).output,
-                                       model.output])
+    probe = keras.Model(
+        model.inputs, [model.get_layer(feats_layer).output, model.get_layer(pre_layer).output, model.output]
+    )
     return [keras.ops.convert_to_numpy(o) for o in probe(x, training=False)]
 
 
@@ -98,10 +99,13 @@ def test_timm_hybrid_parity(tmp_path):
     assert_close(logits, ref["logits"], "logits")
 
 
-@pytest.mark.parametrize("name, kwargs", [
-    ("npz_vit", dict(patch_size=8)),
-    ("npz_hybrid", dict(patch_size=1, **HYBRID)),
-])
+@pytest.mark.parametrize(
+    "name, kwargs",
+    [
+        ("npz_vit", dict(patch_size=8)),
+        ("npz_hybrid", dict(patch_size=1, **HYBRID)),
+    ],
+)
 def test_google_npz_parity(name, kwargs, tmp_path):
     weights, ref = fixture(name)
     assert "pre_logits/kernel" in weights  # dropped by the conversion, as timm drops it
@@ -128,16 +132,24 @@ def test_hf_vit_model_parity_without_head(tmp_path):
     assert "pooler.dense.weight" in weights  # ViTModel's pooler is not part of our model
     path = write_safetensors(weights, tmp_path / "model.safetensors")
     tiny = {k: v for k, v in TINY.items() if k not in ("classes", "classifier_activation")}
-    model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), layer_norm_epsilon=1e-12, include_top=False,
-                              pooling=None, weights=path, **tiny)
+    model = VisionTransformer(
+        patch_size=8,
+        input_shape=(32, 32, 3),
+        layer_norm_epsilon=1e-12,
+        include_top=False,
+        pooling=None,
+        weights=path,
+        **tiny,
+    )
     assert_close(keras.ops.convert_to_numpy(model(ref["inputs"], training=False)), ref["features"], "features")
 
 
 def test_hf_deit_with_teacher_parity(tmp_path):
     weights, ref = fixture("hf_deit_distilled")
     path = write_pth(weights, tmp_path / "pytorch_model.bin")
-    model = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), layer_norm_epsilon=1e-12, distillation=True,
-                              weights=path, **TINY)
+    model = VisionTransformer(
+        patch_size=8, input_shape=(32, 32, 3), layer_norm_epsilon=1e-12, distillation=True, weights=path, **TINY
+    )
     feats, _, logits = outputs_of(model, ref["inputs"], "token")
     assert_close(feats, ref["features"], "features")
     assert_close(logits, ref["logits"], "logits")
@@ -190,17 +202,24 @@ def test_fine_tune_new_head_at_new_resolution(tmp_path):
     pos = keras.ops.convert_to_numpy(model.get_layer("patch_embed").pos_embed)
     expected = convert.resample_abs_pos_embed(weights["pos_embed"], (6, 6))
     np.testing.assert_allclose(pos, expected, atol=1e-6)
-    np.testing.assert_array_equal(keras.ops.convert_to_numpy(model.get_layer("block_0").norm1.gamma), weights["blocks.0.norm1.weight"])
+    np.testing.assert_array_equal(
+        keras.ops.convert_to_numpy(model.get_layer("block_0").norm1.gamma), weights["blocks.0.norm1.weight"]
+    )
     assert model.get_layer("head").kernel.shape == (32, 3)
-    model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy",
-                  run_eagerly=True)  # a tiny fit: tracing would cost more than it saves
+    model.compile(
+        optimizer=keras.optimizers.Adam(1e-3), loss="sparse_categorical_crossentropy", run_eagerly=True
+    )  # a tiny fit: tracing would cost more than it saves
     rng = np.random.default_rng(0)
     x, y = rng.standard_normal((16, 48, 48, 3)).astype("float32"), rng.integers(0, 3, 16)
     history = model.fit(x, y, epochs=3, batch_size=16, verbose=0)
     assert history.history["loss"][-1] < history.history["loss"][0]
 
     features = VisionTransformer(patch_size=8, input_shape=(32, 32, 3), include_top=False, weights=path, **tiny)
-    assert_close(keras.ops.convert_to_numpy(features(ref["inputs"], training=False)), ref["pre_logits"], "include_top=False features")
+    assert_close(
+        keras.ops.convert_to_numpy(features(ref["inputs"], training=False)),
+        ref["pre_logits"],
+        "include_top=False features",
+    )
 
 
 # ------------------------------------------------------------------ bad input
@@ -209,11 +228,17 @@ def test_fine_tune_new_head_at_new_resolution(tmp_path):
 def test_checkpoint_of_another_depth_names_missing_keys(tmp_path):
     weights, _ = fixture("timm_vit_token")
     path = write_safetensors(weights, tmp_path / "model.safetensors")
-    with pytest.raises(convert.CheckpointError, match=r"12 missing from the checkpoint: "
-                                                      r"'block_2/attention/qkv/kernel' \(shape \(32, 96\)\)"):
+    with pytest.raises(
+        convert.CheckpointError,
+        match=r"12 missing from the checkpoint: "
+        r"'block_2/attention/qkv/kernel' \(shape \(32, 96\)\)",
+    ):
         VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "depth": 3})
-    with pytest.raises(convert.CheckpointError, match=r"12 unexpected in the checkpoint: 'blocks.1.attn.proj.bias' "
-                                                      r"\(shape \(32,\), as Keras weight 'block_1/attention/proj/bias'\)"):
+    with pytest.raises(
+        convert.CheckpointError,
+        match=r"12 unexpected in the checkpoint: 'blocks.1.attn.proj.bias' "
+        r"\(shape \(32,\), as Keras weight 'block_1/attention/proj/bias'\)",
+    ):
         VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "depth": 1})
 
 
@@ -223,15 +248,21 @@ def test_checkpoint_of_another_size_names_both_shapes(tmp_path):
     with pytest.raises(convert.CheckpointError) as info:
         VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "mlp_dim": 128})
     message = str(info.value)
-    assert "6 mis-shaped: 'blocks.0.mlp.fc1.bias': checkpoint shape (64,) (as Keras layout (64,)) vs model " \
-           "weight 'block_0/mlp/fc1/bias' shape (128,); 'blocks.0.mlp.fc1.weight': checkpoint shape (64, 32) " \
-           "(as Keras layout (32, 64)) vs model weight 'block_0/mlp/fc1/kernel' shape (32, 128)" in message
+    assert (
+        "6 mis-shaped: 'blocks.0.mlp.fc1.bias': checkpoint shape (64,) (as Keras layout (64,)) vs model "
+        "weight 'block_0/mlp/fc1/bias' shape (128,); 'blocks.0.mlp.fc1.weight': checkpoint shape (64, 32) "
+        "(as Keras layout (32, 64)) vs model weight 'block_0/mlp/fc1/kernel' shape (32, 128)" in message
+    )
     assert "missing" not in message and "unexpected" not in message
-    with pytest.raises(convert.CheckpointError, match=r"mis-shaped: 'blocks.0.attn.proj.bias': checkpoint shape "
-                                                      r"\(32,\) \(as Keras layout \(32,\)\) vs model weight "
-                                                      r"'block_0/attention/proj/bias' shape \(48,\)"):
-        VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "hidden_dim": 48,
-                                                                                  "num_heads": 3})
+    with pytest.raises(
+        convert.CheckpointError,
+        match=r"mis-shaped: 'blocks.0.attn.proj.bias': checkpoint shape "
+        r"\(32,\) \(as Keras layout \(32,\)\) vs model weight "
+        r"'block_0/attention/proj/bias' shape \(48,\)",
+    ):
+        VisionTransformer(
+            patch_size=8, input_shape=(32, 32, 3), weights=path, **{**TINY, "hidden_dim": 48, "num_heads": 3}
+        )
 
 
 def test_distilled_checkpoint_into_plain_vit_names_unexpected_keys(tmp_path):
@@ -239,8 +270,6 @@ def test_distilled_checkpoint_into_plain_vit_names_unexpected_keys(tmp_path):
     path = write_safetensors(weights, tmp_path / "deit.safetensors")
     with pytest.raises(convert.CheckpointError, match=r"unexpected in the checkpoint: 'dist_token'"):
         VisionTransformer(patch_size=8, input_shape=(32, 32, 3), weights=path, **TINY)
-
-
 
 
 # ------------------------------------------------------------------ pooling

@@ -53,8 +53,9 @@ def test_digits_arrays_match_sklearn():
     digits = load_digits()
     # The split is a partition of the 1,797 images, scaled from [0, 16] to [0, 1].
     assert len(x_train) + len(x_test) == len(digits.images)
-    np.testing.assert_allclose(np.sort(np.concatenate([x_train, x_test]).sum((1, 2, 3))),
-                               np.sort(digits.images.sum((1, 2)) / 16.0), rtol=1e-6)
+    np.testing.assert_allclose(
+        np.sort(np.concatenate([x_train, x_test]).sum((1, 2, 3))), np.sort(digits.images.sum((1, 2)) / 16.0), rtol=1e-6
+    )
     np.testing.assert_array_equal(np.bincount(np.concatenate([y_train, y_test])), np.bincount(digits.target))
 
 
@@ -182,7 +183,7 @@ def test_augment_crop_and_flip():
         for k in range(2):
             source = images[k, ..., 0].numpy()
             padded = np.pad(source, 1)
-            candidates = [padded[dy:dy + 8, dx:dx + 8] for dy in range(3) for dx in range(3)]
+            candidates = [padded[dy : dy + 8, dx : dx + 8] for dy in range(3) for dx in range(3)]
             matches = [np.array_equal(out[k, ..., 0], c) for c in candidates]
             flipped = [np.array_equal(out[k, ..., 0], c[:, ::-1]) for c in candidates]
             # Every output is a crop of the zero-padded image, possibly mirrored.
@@ -193,7 +194,9 @@ def test_augment_crop_and_flip():
     no_flip = [data._augment_batch(images, (1, 1), flip=False).numpy() for _ in range(20)]
     for out in no_flip:
         padded = np.pad(images[0, ..., 0].numpy(), 1)
-        assert any(np.array_equal(out[0, ..., 0], padded[dy:dy + 8, dx:dx + 8]) for dy in range(3) for dx in range(3))
+        assert any(
+            np.array_equal(out[0, ..., 0], padded[dy : dy + 8, dx : dx + 8]) for dy in range(3) for dx in range(3)
+        )
 
 
 def test_augment_only_on_training_split():

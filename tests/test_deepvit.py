@@ -1,10 +1,10 @@
 import json
 import os
 
+import keras
 import numpy as np
 import pytest
 
-import keras
 from keras_vit.applications import get_model, list_models
 from keras_vit.applications.deepvit import DeepViT
 from keras_vit.convert import load_checkpoint
@@ -16,11 +16,16 @@ FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 def test_parity_with_vit_pytorch_deepvit():
     data = np.load(os.path.join(FIXTURES, "deepvit_vit_pytorch.npz"))
     config = json.loads(str(data["config"]))
-    state = {k[len("param/"):]: data[k] for k in data.files if k.startswith("param/")}
+    state = {k[len("param/") :]: data[k] for k in data.files if k.startswith("param/")}
     model = DeepViT(
-        patch_size=config["patch_size"], hidden_dim=config["dim"], depth=config["depth"],
-        num_heads=config["heads"], mlp_dim=config["mlp_dim"], head_dim=config["dim_head"],
-        input_shape=(config["image_size"], config["image_size"], 3), classes=config["num_classes"],
+        patch_size=config["patch_size"],
+        hidden_dim=config["dim"],
+        depth=config["depth"],
+        num_heads=config["heads"],
+        mlp_dim=config["mlp_dim"],
+        head_dim=config["dim_head"],
+        input_shape=(config["image_size"], config["image_size"], 3),
+        classes=config["num_classes"],
         classifier_activation=None,
     )
     load_checkpoint(model, state)
@@ -45,9 +50,18 @@ def test_parameter_counts_equal_vit_pytorch(name):
 
 
 def test_tiny_build_pooling_and_round_trip(tmp_path):
-    assert {"deepvit_16b_patch16_224", "deepvit_24b_patch16_224", "deepvit_32b_patch16_224"} <= set(list_models("deepvit*"))
-    model = get_model("deepvit_cifar_patch4_depth8_32", depth=2, hidden_dim=16, num_heads=2, mlp_dim=16,
-                      input_shape=(16, 16, 3), classes=3)
+    assert {"deepvit_16b_patch16_224", "deepvit_24b_patch16_224", "deepvit_32b_patch16_224"} <= set(
+        list_models("deepvit*")
+    )
+    model = get_model(
+        "deepvit_cifar_patch4_depth8_32",
+        depth=2,
+        hidden_dim=16,
+        num_heads=2,
+        mlp_dim=16,
+        input_shape=(16, 16, 3),
+        classes=3,
+    )
     assert model.output_shape == (None, 3)
     assert isinstance(model.get_layer("block_0").attention, ReAttention)
     x = np.random.rand(2, 16, 16, 3).astype("float32")
@@ -55,8 +69,17 @@ def test_tiny_build_pooling_and_round_trip(tmp_path):
     model.save(path)
     clone = keras.models.load_model(path)
     np.testing.assert_allclose(keras.ops.convert_to_numpy(clone(x)), keras.ops.convert_to_numpy(model(x)), atol=1e-6)
-    plain = DeepViT(patch_size=4, hidden_dim=16, depth=1, num_heads=2, mlp_dim=16, patch_norm=False,
-                    input_shape=(16, 16, 3), include_top=False, pooling="avg")
+    plain = DeepViT(
+        patch_size=4,
+        hidden_dim=16,
+        depth=1,
+        num_heads=2,
+        mlp_dim=16,
+        patch_norm=False,
+        input_shape=(16, 16, 3),
+        include_top=False,
+        pooling="avg",
+    )
     assert plain.output_shape == (None, 16)
     with pytest.raises(ValueError, match="Received: patch_size=5"):
         DeepViT(patch_size=5, input_shape=(16, 16, 3))

@@ -24,4 +24,6 @@ def test_demo_model_matches_config():
     model = demo.build_demo_model()
     assert model.input_shape == (None, 8, 8, 1)
     assert model.output_shape == (None, 10)
-    assert len([l for l in model.layers if l.name.startswith("block_")]) == demo.DEMO_CONFIG["model"]["depth"]
+    assert (
+        len([layer for layer in model.layers if layer.name.startswith("block_")]) == demo.DEMO_CONFIG["model"]["depth"]
+    )

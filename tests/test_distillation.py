@@ -1,7 +1,7 @@
+import keras
 import numpy as np
 import pytest
 
-import keras
 from keras_vit.applications import VisionTransformer
 from keras_vit.distillation import DistillationTrainer
 
@@ -30,8 +30,16 @@ def _teacher():
 
 
 def _student():
-    return VisionTransformer(patch_size=4, hidden_dim=16, depth=1, num_heads=2, mlp_dim=32, input_shape=(8, 8, 3),
-                             classes=CLASSES, distillation=True)
+    return VisionTransformer(
+        patch_size=4,
+        hidden_dim=16,
+        depth=1,
+        num_heads=2,
+        mlp_dim=32,
+        input_shape=(8, 8, 3),
+        classes=CLASSES,
+        distillation=True,
+    )
 
 
 @pytest.mark.slow
@@ -53,11 +61,14 @@ def test_inference_is_the_students_averaged_heads_and_loss_weights():
     x, teacher_labels, labels = _data(8)
     student = _student()
     trainer = DistillationTrainer(student, _teacher(), alpha=0.5)
-    np.testing.assert_allclose(keras.ops.convert_to_numpy(trainer(x)), keras.ops.convert_to_numpy(student(x)), atol=1e-6)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(trainer(x)), keras.ops.convert_to_numpy(student(x)), atol=1e-6
+    )
     cls_logits, dist_logits = trainer(x, training=True)
     # Hard distillation: ½ CE(class head, y) + ½ CE(distillation head, argmax teacher).
     ce = lambda logits, y: keras.ops.convert_to_numpy(  # noqa: E731
-        keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)).mean()
+        keras.losses.sparse_categorical_crossentropy(y, logits, from_logits=True)
+    ).mean()
     expected = 0.5 * ce(cls_logits, labels) + 0.5 * ce(dist_logits, teacher_labels)
     loss = keras.ops.convert_to_numpy(trainer.compute_loss(x, labels, (cls_logits, dist_logits)))
     np.testing.assert_allclose(loss, expected, rtol=1e-5)

@@ -349,7 +349,8 @@ def test_cli_writes_png(model, tmp_path, capsys):
     for method in ("legrad", "rollout", "attention"):
         out = str(tmp_path / f"{method}.png")
         assert (
-            cli_main(["explain", "--model-file", model_path, "--image", image_path, "--method", method, "--out", out]) == 0
+            cli_main(["explain", "--model-file", model_path, "--image", image_path, "--method", method, "--out", out])
+            == 0
         )
         with open(out, "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
@@ -360,13 +361,19 @@ def test_cli_writes_png(model, tmp_path, capsys):
     assert os.path.getsize(out) > 1000
     out = str(tmp_path / "all_blocks.png")
     assert (
-        cli_main(["explain", "--model-file", model_path, "--image", image_path, "--legrad-layers", "all", "--out", out]) == 0
+        cli_main(["explain", "--model-file", model_path, "--image", image_path, "--legrad-layers", "all", "--out", out])
+        == 0
     )
     bad = str(tmp_path / "bad.png")
-    assert cli_main(["explain", "--model-file", model_path, "--image", image_path, "--class-index", "7", "--out", bad]) == 2
+    assert (
+        cli_main(["explain", "--model-file", model_path, "--image", image_path, "--class-index", "7", "--out", bad])
+        == 2
+    )
     assert "class_index" in capsys.readouterr().err
     assert (
-        cli_main(["explain", "--model-file", model_path, "--image", image_path, "--legrad-layers", "last", "--out", bad])
+        cli_main(
+            ["explain", "--model-file", model_path, "--image", image_path, "--legrad-layers", "last", "--out", bad]
+        )
         == 2
     )
     assert "--legrad-layers last" in capsys.readouterr().err

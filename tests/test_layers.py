@@ -213,7 +213,9 @@ class TestPositionalEncoding:
     def test_layer_adds_encoding(self):
         x = np.random.randn(2, 7, 8).astype("float32")
         out = ops.convert_to_numpy(PositionalEncoding()(x))
-        np.testing.assert_allclose(out - x, np.broadcast_to(ops.convert_to_numpy(sinusoidal_encoding(7, 8)), x.shape), atol=1e-6)
+        np.testing.assert_allclose(
+            out - x, np.broadcast_to(ops.convert_to_numpy(sinusoidal_encoding(7, 8)), x.shape), atol=1e-6
+        )
 
     def test_2d_encoding(self):
         pe = ops.convert_to_numpy(sinusoidal_encoding_2d(3, 4, 8))
@@ -367,7 +369,7 @@ class TestSmallLayers:
     def test_mlp(self):
         x = np.random.randn(2, 3, 4).astype("float32")
         layer = MLP(8, activation="relu")
-        w1, b1, w2, b2 = [np.asarray(w) for w in (lambda l: (l(x), l.weights)[1])(layer)]
+        w1, b1, w2, b2 = [np.asarray(w) for w in (layer(x), layer.weights)[1]]
         np.testing.assert_allclose(ops.convert_to_numpy(layer(x)), np.maximum(x @ w1 + b1, 0) @ w2 + b2, atol=1e-5)
         roundtrip(layer)
 

@@ -17,10 +17,14 @@ def test_vit_mnist_accuracy(shared_data):
     assert (bundle.num_train, bundle.num_test, bundle.input_shape) == (60000, 10000, (28, 28, 1))
     model = VisionTransformer(input_shape=bundle.input_shape, classes=10, name="vit_mnist", **MNIST_VIT)
     start, cpu_start = time.perf_counter(), time.process_time()
-    training.fit_model(model, bundle, epochs=EPOCHS, recipe=training.Recipe(learning_rate=2e-3, weight_decay=0.05), verbose=2)
+    training.fit_model(
+        model, bundle, epochs=EPOCHS, recipe=training.Recipe(learning_rate=2e-3, weight_decay=0.05), verbose=2
+    )
     metrics = training.evaluate_model(model, bundle.test)
-    print(f"MNIST ViT: test accuracy {metrics['accuracy']:.4f} after {EPOCHS} epochs, "
-          f"{time.perf_counter() - start:.0f} s ({time.process_time() - cpu_start:.0f} s CPU), "
-          f"{model.count_params():,} parameters")
+    print(
+        f"MNIST ViT: test accuracy {metrics['accuracy']:.4f} after {EPOCHS} epochs, "
+        f"{time.perf_counter() - start:.0f} s ({time.process_time() - cpu_start:.0f} s CPU), "
+        f"{model.count_params():,} parameters"
+    )
     assert metrics["examples"] == 10000
     assert metrics["accuracy"] >= 0.97

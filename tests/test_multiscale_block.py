@@ -15,7 +15,10 @@ def test_downsampling_block_shapes_and_skip_path():
     skip = ops.convert_to_numpy(block.shortcut_proj_attn(block.norm1(x)))
     padded = np.pad(skip, ((0, 0), (1, 1), (1, 1), (0, 0)), constant_values=-np.inf)
     pooled = np.stack(
-        [np.stack([padded[:, 2 * i:2 * i + 3, 2 * j:2 * j + 3].max(axis=(1, 2)) for j in range(4)], 1) for i in range(4)],
+        [
+            np.stack([padded[:, 2 * i : 2 * i + 3, 2 * j : 2 * j + 3].max(axis=(1, 2)) for j in range(4)], 1)
+            for i in range(4)
+        ],
         1,
     )
     np.testing.assert_allclose(ops.convert_to_numpy(block._shortcut_pool(skip)), pooled, atol=1e-6)

@@ -49,7 +49,7 @@ def test_mvitv2_rejects_bad_arguments():
 
 
 def _blocks(model, stage):
-    return [l for l in model.layers if l.name.startswith(f"stage_{stage}_block_")]
+    return [layer for layer in model.layers if layer.name.startswith(f"stage_{stage}_block_")]
 
 
 @pytest.mark.slow

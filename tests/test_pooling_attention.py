@@ -9,9 +9,7 @@ def test_relative_distance_index_equal_and_pooled_sizes():
     # Equal sizes: offset i - j shifted by k - 1.
     np.testing.assert_array_equal(relative_distance_index(3, 3), np.array([[2, 1, 0], [3, 2, 1], [4, 3, 2]]))
     # Keys pooled 2×: key j sits at position 2j of the query grid.
-    np.testing.assert_array_equal(
-        relative_distance_index(4, 2), np.array([[2, 0], [3, 1], [4, 2], [5, 3]])
-    )
+    np.testing.assert_array_equal(relative_distance_index(4, 2), np.array([[2, 0], [3, 1], [4, 2], [5, 3]]))
     # Queries pooled 2×: query i sits at position 2i of the key grid.
     np.testing.assert_array_equal(relative_distance_index(2, 4), np.array([[3, 2, 1, 0], [5, 4, 3, 2]]))
 

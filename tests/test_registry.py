@@ -13,8 +13,10 @@ def sample(name, model, tiny):
     rng = np.random.default_rng(0)
     if model_family(name) == "transformer":  # token sequences in, next-token logits out
         vocab = tiny["vocabulary_size"]
-        x = {"encoder_inputs": rng.integers(1, vocab, (1, 6)).astype("int32"),
-             "decoder_inputs": rng.integers(1, vocab, (1, 5)).astype("int32")}
+        x = {
+            "encoder_inputs": rng.integers(1, vocab, (1, 6)).astype("int32"),
+            "decoder_inputs": rng.integers(1, vocab, (1, 5)).astype("int32"),
+        }
         return x, (1, 5, vocab)
     return rng.random((1, *model.input.shape[1:]), dtype="float32"), (1, tiny["classes"])
 

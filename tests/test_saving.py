@@ -39,8 +39,9 @@ LOADER = textwrap.dedent(
 
 def _load_in_fresh_process(cases):
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    result = subprocess.run([sys.executable, "-c", LOADER, json.dumps(cases)], capture_output=True, text=True,
-                            env=env, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-c", LOADER, json.dumps(cases)], capture_output=True, text=True, env=env, timeout=900
+    )
     assert result.returncode == 0, result.stderr[-4000:]
     assert result.stdout.count("loaded") == len(cases)
 
@@ -78,8 +79,15 @@ def test_every_artefact_loads_with_only_keras_vit_imported(tmp_path):
     # A translator that carries its tokenizer, compiled with the package's loss and schedule.
     sentences = ["ein hund läuft im park.", "eine katze schläft im haus.", "a dog runs.", "a cat sleeps."]
     tokenizer = SubwordTokenizer.train(sentences * 5, vocabulary_size=60)
-    translator = get_model("transformer_base", vocabulary_size=tokenizer.vocabulary_size, num_layers=1,
-                           hidden_dim=16, num_heads=2, mlp_dim=32, padding_id=SubwordTokenizer.pad_id)
+    translator = get_model(
+        "transformer_base",
+        vocabulary_size=tokenizer.vocabulary_size,
+        num_layers=1,
+        hidden_dim=16,
+        num_heads=2,
+        mlp_dim=32,
+        padding_id=SubwordTokenizer.pad_id,
+    )
     translator.source_tokenizer = tokenizer
     compile_translator(translator, warmup_steps=10)
     src = np.array([[5, 6, 7, 3], [8, 9, 3, 0]], "int32")
@@ -89,8 +97,9 @@ def test_every_artefact_loads_with_only_keras_vit_imported(tmp_path):
     # DeiT's distillation trainer around a tiny student and teacher.
     name = list_models(family="deit")[0]
     student = get_model(name, **tiny_config(name))
-    teacher = keras.Sequential([keras.Input(student.input_shape[1:]), keras.layers.Flatten(),
-                                keras.layers.Dense(student.output_shape[-1])])
+    teacher = keras.Sequential(
+        [keras.Input(student.input_shape[1:]), keras.layers.Flatten(), keras.layers.Dense(student.output_shape[-1])]
+    )
     trainer = DistillationTrainer(student, teacher, distillation_type="soft", temperature=2.0)
     x = rng.uniform(size=(2, *student.input_shape[1:])).astype("float32")
     trainer(x)

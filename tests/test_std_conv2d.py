@@ -1,7 +1,7 @@
 import keras
-from keras import ops
 import numpy as np
 import pytest
+from keras import ops
 
 from keras_vit.layers import StdConv2D
 

@@ -13,8 +13,18 @@ from keras_vit.training import Recipe
 from keras_vit.tuning import ViTHyperModel
 
 TINY_VIT = {"patch_size": 4, "hidden_dim": 16, "depth": 1, "num_heads": 2, "mlp_dim": 32}
-TINY_SET = ["--set", "patch_size=4", "--set", "hidden_dim=16", "--set", "depth=1", "--set", "num_heads=2",
-            "--set", "mlp_dim=32"]
+TINY_SET = [
+    "--set",
+    "patch_size=4",
+    "--set",
+    "hidden_dim=16",
+    "--set",
+    "depth=1",
+    "--set",
+    "num_heads=2",
+    "--set",
+    "mlp_dim=32",
+]
 
 
 def tiny_npz(path, n=32):
@@ -114,7 +124,7 @@ def test_fit_model_warms_up_then_decays(tmp_path):
     assert len(seen) == total == 12
     warmup = math.ceil(0.3 * total)  # 4
     np.testing.assert_allclose(seen, closed_form_lr(np.arange(total), 4e-3, warmup, total), rtol=1e-5, atol=1e-9)
-    assert seen[0] == 0.0 and all(a < b for a, b in zip(seen[:warmup], seen[1:warmup + 1]))
+    assert seen[0] == 0.0 and all(a < b for a, b in zip(seen[:warmup], seen[1 : warmup + 1]))
     assert seen[warmup] == pytest.approx(4e-3)
 
 
@@ -122,13 +132,18 @@ def test_fit_model_warms_up_then_decays(tmp_path):
 
 
 def test_excluded_variables_are_norms_biases_tokens_and_position_embeddings():
-    model = VisionTransformer(input_shape=(8, 8, 1), classes=2, distillation=True, num_register_tokens=2,
-                              layer_scale_init=0.1, **TINY_VIT)
+    model = VisionTransformer(
+        input_shape=(8, 8, 1), classes=2, distillation=True, num_register_tokens=2, layer_scale_init=0.1, **TINY_VIT
+    )
     variables = model.trainable_variables
     one_dimensional = {v.path for v in variables if len(v.shape) == 1}
     assert any(p.endswith("/bias") for p in one_dimensional) and any(p.endswith("/gamma") for p in one_dimensional)
-    tokens = {"patch_embed/class_token", "patch_embed/distillation_token", "patch_embed/register_tokens",
-              "patch_embed/position_embedding"}
+    tokens = {
+        "patch_embed/class_token",
+        "patch_embed/distillation_token",
+        "patch_embed/register_tokens",
+        "patch_embed/position_embedding",
+    }
     assert tokens <= {v.path for v in variables}
     expected = one_dimensional | tokens
     assert {v.path for v in training.no_weight_decay_variables(variables)} == expected
@@ -137,14 +152,24 @@ def test_excluded_variables_are_norms_biases_tokens_and_position_embeddings():
     training.compile_model(model, recipe, total_steps=10)
     decayed = decayed_paths(model, step=0)
     assert decayed == {v.path for v in variables} - expected
-    assert decayed == {"patch_embed/projection/kernel", "block_0/attention/qkv/kernel", "block_0/attention/proj/kernel",
-                       "block_0/mlp/fc1/kernel", "block_0/mlp/fc2/kernel", "head/kernel", "head_dist/kernel"}
+    assert decayed == {
+        "patch_embed/projection/kernel",
+        "block_0/attention/qkv/kernel",
+        "block_0/attention/proj/kernel",
+        "block_0/mlp/fc1/kernel",
+        "block_0/mlp/fc2/kernel",
+        "head/kernel",
+        "head_dist/kernel",
+    }
 
 
-@pytest.mark.parametrize("name, tables", [
-    ("deepvit_cifar_patch4_depth8_32", {"class_token/tokens", "position_embedding/embeddings"}),
-    ("swin_tiny_patch4_window7_224", None),
-])
+@pytest.mark.parametrize(
+    "name, tables",
+    [
+        ("deepvit_cifar_patch4_depth8_32", {"class_token/tokens", "position_embedding/embeddings"}),
+        ("swin_tiny_patch4_window7_224", None),
+    ],
+)
 def test_excluded_variables_of_other_families(name, tables):
     model = get_model(name, **tiny_config(name))
     variables = model.trainable_variables
@@ -167,10 +192,24 @@ def test_hypermodel_and_fit_model_compile_the_same_optimizer(tmp_path):
     total = training.steps_per_epoch(bundle) * epochs
     assert total == 8
 
-    arch = {"patch_size": 4, "hidden_dim": 16, "depth": 1, "num_heads": 2, "mlp_ratio": 2.0, "dropout": 0.0,
-            "drop_path_rate": 0.0}
-    hypermodel = ViTHyperModel((8, 8, 1), 2, recipe=recipe, total_steps=total, **arch,
-                               learning_rate=recipe.learning_rate, weight_decay=recipe.weight_decay)
+    arch = {
+        "patch_size": 4,
+        "hidden_dim": 16,
+        "depth": 1,
+        "num_heads": 2,
+        "mlp_ratio": 2.0,
+        "dropout": 0.0,
+        "drop_path_rate": 0.0,
+    }
+    hypermodel = ViTHyperModel(
+        (8, 8, 1),
+        2,
+        recipe=recipe,
+        total_steps=total,
+        **arch,
+        learning_rate=recipe.learning_rate,
+        weight_decay=recipe.weight_decay,
+    )
     searched = hypermodel.build(kt.HyperParameters())
 
     fitted = VisionTransformer(input_shape=(8, 8, 1), classes=2, classifier_activation=None, name="vit", **TINY_VIT)
@@ -194,9 +233,31 @@ def test_hypermodel_and_fit_model_compile_the_same_optimizer(tmp_path):
 def test_cli_train_flags_reach_the_optimizer(tmp_path):
     source = tiny_npz(tmp_path / "d.npz")
     out = str(tmp_path / "run")
-    rc = main(["train", "--model", "vit_cifar_patch4_depth8_32", "--data", source, "--out", out, "--epochs", "2",
-               "--batch-size", "8", "--validation-split", "0", "--lr", "2e-3", "--weight-decay", "0.03",
-               "--warmup", "0.25", "--quiet", *TINY_SET])
+    rc = main(
+        [
+            "train",
+            "--model",
+            "vit_cifar_patch4_depth8_32",
+            "--data",
+            source,
+            "--out",
+            out,
+            "--epochs",
+            "2",
+            "--batch-size",
+            "8",
+            "--validation-split",
+            "0",
+            "--lr",
+            "2e-3",
+            "--weight-decay",
+            "0.03",
+            "--warmup",
+            "0.25",
+            "--quiet",
+            *TINY_SET,
+        ]
+    )
     assert rc == 0
     model = keras.saving.load_model(os.path.join(out, "model.keras"))
     config = model.optimizer.get_config()

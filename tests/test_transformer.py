@@ -1,5 +1,4 @@
 import math
-import os
 
 import keras
 import numpy as np
@@ -13,9 +12,7 @@ from keras_vit.applications.transformer import (
     Transformer,
     TransformerBase,
 )
-from keras_vit.translation.decoding import generate
 from keras_vit.layers import sinusoidal_encoding
-from keras_vit.translation.tokenizer import SubwordTokenizer
 from keras_vit.translation import (
     LabelSmoothedCrossEntropy,
     TokenBatches,
@@ -23,6 +20,8 @@ from keras_vit.translation import (
     compile_translator,
     translate,
 )
+from keras_vit.translation.decoding import generate
+from keras_vit.translation.tokenizer import SubwordTokenizer
 
 TINY = dict(num_layers=2, hidden_dim=32, num_heads=4, mlp_dim=64, dropout=0.0)
 
@@ -71,9 +70,7 @@ def test_untied_and_unshared_embeddings_add_parameters():
     unshared = Transformer(40, target_vocabulary_size=30, share_embeddings=False, **TINY)
     assert untied == shared + 40 * 32 + 40
     assert unshared.count_params() == shared + 30 * 32
-    assert unshared(
-        {"encoder_inputs": _src(), "decoder_inputs": np.ones((3, 4), "int32")}
-    ).shape == (3, 4, 30)
+    assert unshared({"encoder_inputs": _src(), "decoder_inputs": np.ones((3, 4), "int32")}).shape == (3, 4, 30)
 
 
 def test_embeddings_scaled_by_sqrt_dim():
@@ -146,14 +143,21 @@ def test_beam_size_one_equals_greedy_and_beam_is_no_worse():
         dec_in = np.concatenate([np.full((len(seqs), 1), 2), seqs[:, :-1]], axis=1).astype("int32")
         logits = ops.convert_to_numpy(model({"encoder_inputs": src, "decoder_inputs": dec_in}))
         logits[..., [0, 2]] = -np.inf
-        logp = logits - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True)) - logits.max(-1, keepdims=True)
+        logp = (
+            logits
+            - np.log(np.exp(logits - logits.max(-1, keepdims=True)).sum(-1, keepdims=True))
+            - logits.max(-1, keepdims=True)
+        )
         lp = np.take_along_axis(logp, seqs[..., None], -1)[..., 0]
         return (lp * (seqs != 0)).sum(-1)
 
     # With no length penalty, the beam's best sequence is at least as likely as greedy's.
     beam = generate(model, src, max_length=8, beam_size=4, length_penalty=0.0, end_id=5)
     width = max(beam.shape[1], greedy.shape[1])
-    pad = lambda a: np.pad(a, ((0, 0), (0, width - a.shape[1])))
+
+    def pad(a):
+        return np.pad(a, ((0, 0), (0, width - a.shape[1])))
+
     assert np.all(logprob(pad(beam)) >= logprob(pad(greedy)) - 1e-4)
 
 
@@ -274,17 +278,18 @@ def test_tiny_transformer_learns_to_reverse_sequences():
     def pairs(n):
         src = rng.integers(4, vocab, (n, length)).astype("int32")
         src = np.concatenate([src, np.full((n, 1), 3, "int32")], axis=1)
-        tgt = np.concatenate(
-            [np.full((n, 1), 2, "int32"), src[:, :-1][:, ::-1], np.full((n, 1), 3, "int32")], axis=1
-        )
+        tgt = np.concatenate([np.full((n, 1), 2, "int32"), src[:, :-1][:, ::-1], np.full((n, 1), 3, "int32")], axis=1)
         return src, tgt
 
     src, tgt = pairs(6000)
     model = Transformer(vocab, num_layers=2, hidden_dim=64, num_heads=4, mlp_dim=128, dropout=0.0)
     compile_translator(model, warmup_steps=200, learning_rate_scale=0.5, label_smoothing=0.0)
     model.fit(
-        {"encoder_inputs": src, "decoder_inputs": tgt[:, :-1]}, tgt[:, 1:],
-        batch_size=64, epochs=4, verbose=0,
+        {"encoder_inputs": src, "decoder_inputs": tgt[:, :-1]},
+        tgt[:, 1:],
+        batch_size=64,
+        epochs=4,
+        verbose=0,
     )
     test_src, test_tgt = pairs(200)
     out = generate(model, test_src, max_length=length + 1)

@@ -1,4 +1,3 @@
-import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -69,7 +68,9 @@ def test_cross_attention_scores_are_alignments():
     assert scores.shape == (2, 2, 3, 5)
     np.testing.assert_allclose(scores.sum(-1), 1.0, atol=1e-5)
     assert np.abs(scores[1, :, :, 2:]).max() < 1e-6
-    np.testing.assert_allclose(ops.convert_to_numpy(out), ops.convert_to_numpy(block(x, enc, encoder_padding_mask=mask)), atol=1e-5)
+    np.testing.assert_allclose(
+        ops.convert_to_numpy(out), ops.convert_to_numpy(block(x, enc, encoder_padding_mask=mask)), atol=1e-5
+    )
 
 
 def test_config_round_trip_and_weight_names():

@@ -1,14 +1,13 @@
 import csv
 import json
 import os
+import shlex
 import signal
 import socket
 import subprocess
 import sys
 import textwrap
 import time
-
-import shlex
 
 import keras
 import keras_tuner as kt
@@ -22,16 +21,39 @@ from keras_vit.tuning import (
     CNNHybridViTHyperModel,
     TransformerHyperModel,
     ViTHyperModel,
+    devices,
+    distributed,
     patch_size_choices,
     run_search,
+    tuners,
 )
-from keras_vit.tuning import devices, distributed, tuners
 
 # A tiny search space: every trial trains in seconds on 8×8 images.
-TINY_SPACE = {"depth": 1, "hidden_dim": 16, "num_heads": [2, 4], "patch_size": [2, 4], "mlp_ratio": 2.0,
-              "dropout": 0.0, "drop_path_rate": 0.0}
-TINY_HP_ARGS = ["--hp", "depth=1", "--hp", "hidden_dim=16", "--hp", "num_heads=2,4", "--hp", "patch_size=2,4",
-                "--hp", "mlp_ratio=2.0", "--hp", "dropout=0.0", "--hp", "drop_path_rate=0.0"]
+TINY_SPACE = {
+    "depth": 1,
+    "hidden_dim": 16,
+    "num_heads": [2, 4],
+    "patch_size": [2, 4],
+    "mlp_ratio": 2.0,
+    "dropout": 0.0,
+    "drop_path_rate": 0.0,
+}
+TINY_HP_ARGS = [
+    "--hp",
+    "depth=1",
+    "--hp",
+    "hidden_dim=16",
+    "--hp",
+    "num_heads=2,4",
+    "--hp",
+    "patch_size=2,4",
+    "--hp",
+    "mlp_ratio=2.0",
+    "--hp",
+    "dropout=0.0",
+    "--hp",
+    "drop_path_rate=0.0",
+]
 SUBPROCESS_ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "TF_ENABLE_ONEDNN_OPTS": "0", "CUDA_VISIBLE_DEVICES": ""}
 
 
@@ -41,7 +63,7 @@ def tiny_data(n=64, seed=0):
     y = rng.integers(0, 2, n)
     x = rng.integers(0, 128, (n, 8, 8, 1))
     for i, label in enumerate(y):
-        x[i, 4 * label:4 * label + 4] += 120
+        x[i, 4 * label : 4 * label + 4] += 120
     return x.astype("uint8"), y.astype("int32")
 
 
@@ -101,8 +123,15 @@ def test_defaults_build_expected_architecture():
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     assert hp.values == {
-        "vit/patch_size": 4, "vit/depth": 6, "vit/num_heads": 4, "vit/hidden_dim": 128, "vit/mlp_ratio": 2.0,
-        "vit/dropout": 0.0, "vit/drop_path_rate": 0.1, "vit/learning_rate": 1e-3, "vit/weight_decay": 0.05,
+        "vit/patch_size": 4,
+        "vit/depth": 6,
+        "vit/num_heads": 4,
+        "vit/hidden_dim": 128,
+        "vit/mlp_ratio": 2.0,
+        "vit/dropout": 0.0,
+        "vit/drop_path_rate": 0.1,
+        "vit/learning_rate": 1e-3,
+        "vit/weight_decay": 0.05,
     }
     assert model.get_layer("patch_embed").patch_size == 4
     assert model.get_layer("patch_embed").hidden_dim == 128
@@ -160,15 +189,23 @@ def test_fixed_overrides_build_expected_architecture():
     # The same architecture straight from the factory has the same parameter count.
     from keras_vit.applications import VisionTransformer
 
-    expected = VisionTransformer(patch_size=8, hidden_dim=64, depth=3, num_heads=2, mlp_dim=256,
-                                 input_shape=(32, 32, 3), classes=10)
+    expected = VisionTransformer(
+        patch_size=8, hidden_dim=64, depth=3, num_heads=2, mlp_dim=256, input_shape=(32, 32, 3), classes=10
+    )
     assert model.count_params() == expected.count_params()
 
 
 def test_constructor_specs_fix_list_and_range():
-    hypermodel = ViTHyperModel((16, 16, 1), 3, name="small", depth=2, patch_size=[4, 8],
-                               learning_rate={"min_value": 1e-3, "max_value": 1e-2, "sampling": "log"},
-                               num_heads={"values": [2, 4], "default": 4}, total_steps=10)
+    hypermodel = ViTHyperModel(
+        (16, 16, 1),
+        3,
+        name="small",
+        depth=2,
+        patch_size=[4, 8],
+        learning_rate={"min_value": 1e-3, "max_value": 1e-2, "sampling": "log"},
+        num_heads={"values": [2, 4], "default": 4},
+        total_steps=10,
+    )
     hp = kt.HyperParameters()
     model = hypermodel.build(hp)
     space = {p.name: p for p in hp.space}
@@ -306,9 +343,18 @@ def test_run_search_uses_mirrored_strategy_and_mixed_precision_on_gpus(monkeypat
             policies.append((self.model.dtype_policy.name, self.model.get_layer("head").compute_dtype))
 
     x, y = tiny_data()
-    result = run_search((x, y), max_trials=1, epochs=1, batch_size=32, search_space=TINY_SPACE,
-                        compile_kwargs={"run_eagerly": True}, directory=str(tmp_path), callbacks=[Record()],
-                        export_path=None, verbose=0)
+    result = run_search(
+        (x, y),
+        max_trials=1,
+        epochs=1,
+        batch_size=32,
+        search_space=TINY_SPACE,
+        compile_kwargs={"run_eagerly": True},
+        directory=str(tmp_path),
+        callbacks=[Record()],
+        export_path=None,
+        verbose=0,
+    )
     assert result.strategy == "MirroredStrategy" and result.mixed_precision is True
     assert policies == [("mixed_float16", "float16")]
     assert keras.config.dtype_policy().name == "float32"  # restored after the search
@@ -320,8 +366,18 @@ def test_run_search_uses_mirrored_strategy_and_mixed_precision_on_gpus(monkeypat
 
 def test_random_search_three_trials_complete_and_report(tmp_path):
     x, y = tiny_data()
-    result = run_search((x, y), tuner="random", max_trials=3, epochs=2, batch_size=32, search_space=TINY_SPACE,
-                        compile_kwargs={"run_eagerly": True}, directory=str(tmp_path), project_name="p", verbose=0)
+    result = run_search(
+        (x, y),
+        tuner="random",
+        max_trials=3,
+        epochs=2,
+        batch_size=32,
+        search_space=TINY_SPACE,
+        compile_kwargs={"run_eagerly": True},
+        directory=str(tmp_path),
+        project_name="p",
+        verbose=0,
+    )
     project = os.path.join(str(tmp_path), "p")
     assert trial_statuses(project) == {"0": "COMPLETED", "1": "COMPLETED", "2": "COMPLETED"}
     assert result.strategy is None and result.mixed_precision is False
@@ -363,9 +419,18 @@ def test_best_trial_trains_again_with_keras_vit_train(tmp_path):
     source = str(tmp_path / "data.npz")
     np.savez(source, x=x, y=y)
     space = {**TINY_SPACE, "learning_rate": [2e-3, 5e-3], "weight_decay": [0.01, 0.1]}
-    result = run_search(source, max_trials=2, epochs=1, batch_size=16, search_space=space,
-                        compile_kwargs={"run_eagerly": True}, directory=str(tmp_path / "runs"), export_path=None,
-                        early_stopping_patience=None, verbose=0)
+    result = run_search(
+        source,
+        max_trials=2,
+        epochs=1,
+        batch_size=16,
+        search_space=space,
+        compile_kwargs={"run_eagerly": True},
+        directory=str(tmp_path / "runs"),
+        export_path=None,
+        early_stopping_patience=None,
+        verbose=0,
+    )
     assert set(trial_statuses(result.tuner.project_dir).values()) == {"COMPLETED"}
     with open(result.best_trial_path) as f:
         record = json.load(f)
@@ -373,9 +438,12 @@ def test_best_trial_trains_again_with_keras_vit_train(tmp_path):
     best = result.tuner.oracle.get_best_trials(1)[0]
     values = best.hyperparameters.values
     assert record["trial_id"] == best.trial_id
-    assert record["recipe"] == {"learning_rate": values["vit/learning_rate"],
-                                "weight_decay": values["vit/weight_decay"], "warmup_fraction": 0.1,
-                                "global_clipnorm": 1.0}
+    assert record["recipe"] == {
+        "learning_rate": values["vit/learning_rate"],
+        "weight_decay": values["vit/weight_decay"],
+        "warmup_fraction": 0.1,
+        "global_clipnorm": 1.0,
+    }
     with open(result.markdown_path) as f:
         assert record["command"] in f.read()
 
@@ -406,9 +474,20 @@ def test_best_trial_trains_again_with_keras_vit_train(tmp_path):
 def test_hyperband_and_bayesian_complete(tmp_path):
     x, y = tiny_data()
     for name in ("hyperband", "bayesian"):
-        result = run_search((x, y), tuner=name, max_trials=2, epochs=2, batch_size=32, search_space=TINY_SPACE,
-                            compile_kwargs={"run_eagerly": True}, directory=str(tmp_path), project_name=name,
-                            export_path=None, early_stopping_patience=None, verbose=0)
+        result = run_search(
+            (x, y),
+            tuner=name,
+            max_trials=2,
+            epochs=2,
+            batch_size=32,
+            search_space=TINY_SPACE,
+            compile_kwargs={"run_eagerly": True},
+            directory=str(tmp_path),
+            project_name=name,
+            export_path=None,
+            early_stopping_patience=None,
+            verbose=0,
+        )
         statuses = trial_statuses(result.tuner.project_dir)
         assert statuses and set(statuses.values()) == {"COMPLETED"}, (name, statuses)
         assert len(result.rows) == len(statuses)
@@ -441,7 +520,9 @@ def test_parse_hp():
     assert parse_hp("mlp_ratio=2.0") == ("mlp_ratio", 2.0)
     assert parse_hp("depth=2:12:2") == ("depth", {"min_value": 2, "max_value": 12, "step": 2})
     assert parse_hp("learning_rate=1e-4:1e-2:log") == (
-        "learning_rate", {"min_value": 1e-4, "max_value": 1e-2, "sampling": "log"})
+        "learning_rate",
+        {"min_value": 1e-4, "max_value": 1e-2, "sampling": "log"},
+    )
     with pytest.raises(ValueError, match="Received: 'depth'"):
         parse_hp("depth")
     assert distributed.parse_address("127.0.0.1:8000") == ("127.0.0.1", 8000)
@@ -477,8 +558,12 @@ def test_resume_after_sigkill_keeps_completed_trials(tmp_path):
     project = str(tmp_path / "runs" / "p")
     first = subprocess.Popen(args, env=SUBPROCESS_ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     try:
-        wait_for(lambda: any(e["event"] == "begin" and e["trial_id"] == "1" for e in read_events(project)),
-                 180, "trial 1 to begin", [first])
+        wait_for(
+            lambda: any(e["event"] == "begin" and e["trial_id"] == "1" for e in read_events(project)),
+            180,
+            "trial 1 to begin",
+            [first],
+        )
         time.sleep(0.5)
         first.send_signal(signal.SIGKILL)
         first.wait(timeout=30)
@@ -510,10 +595,34 @@ def test_distributed_chief_and_two_workers_survive_a_killed_worker(tmp_path):
     project = os.path.join(directory, "search")
 
     def tune(tuner_id):
-        argv = [sys.executable, "-m", "keras_vit.cli", "tune", str(tmp_path / "data.npz"), "--distributed",
-                "--tuner-id", tuner_id, "--oracle-address", address, "--max-trials", "4", "--epochs", "2",
-                "--batch-size", "32", "--directory", directory, "--run-eagerly", "--lease-seconds", "8",
-                "--heartbeat-seconds", "1", "--verbose", "0", *TINY_HP_ARGS]
+        argv = [
+            sys.executable,
+            "-m",
+            "keras_vit.cli",
+            "tune",
+            str(tmp_path / "data.npz"),
+            "--distributed",
+            "--tuner-id",
+            tuner_id,
+            "--oracle-address",
+            address,
+            "--max-trials",
+            "4",
+            "--epochs",
+            "2",
+            "--batch-size",
+            "32",
+            "--directory",
+            directory,
+            "--run-eagerly",
+            "--lease-seconds",
+            "8",
+            "--heartbeat-seconds",
+            "1",
+            "--verbose",
+            "0",
+            *TINY_HP_ARGS,
+        ]
         log = open(tmp_path / f"{tuner_id}.log", "w")
         return subprocess.Popen(argv, env=SUBPROCESS_ENV, stdout=log, stderr=subprocess.STDOUT)
 
@@ -522,8 +631,12 @@ def test_distributed_chief_and_two_workers_survive_a_killed_worker(tmp_path):
     procs = [chief, *workers.values()]
     try:
         # Kill worker1 as soon as it has begun a trial.
-        wait_for(lambda: any(e["event"] == "begin" and e["tuner_id"] == "worker1" for e in read_events(project)),
-                 240, "worker1 to begin a trial", procs)
+        wait_for(
+            lambda: any(e["event"] == "begin" and e["tuner_id"] == "worker1" for e in read_events(project)),
+            240,
+            "worker1 to begin a trial",
+            procs,
+        )
         workers["worker1"].send_signal(signal.SIGKILL)
         workers["worker1"].wait(timeout=30)
         killed_trial = [e["trial_id"] for e in read_events(project) if e["tuner_id"] == "worker1"][0]
@@ -587,8 +700,10 @@ def test_hybrid_hypermodel_patches_the_feature_map():
 
 def test_best_epoch_metrics_average_the_best_epochs():
     runs = []
-    for logs in ({"val_accuracy": [0.5, 0.8, 0.7], "val_loss": [1.0, 0.4, 0.6]},
-                 {"val_accuracy": [0.6, 0.55], "val_loss": [0.9, 0.8]}):
+    for logs in (
+        {"val_accuracy": [0.5, 0.8, 0.7], "val_loss": [1.0, 0.4, 0.6]},
+        {"val_accuracy": [0.6, 0.55], "val_loss": [0.9, 0.8]},
+    ):
         history = keras.callbacks.History()
         history.history = logs
         runs.append(history)
@@ -630,11 +745,20 @@ def test_transformer_search_on_token_data(tmp_path):
         inputs = {"encoder_inputs": source[rows], "decoder_inputs": target[rows, :-1]}
         return tf.data.Dataset.from_tensor_slices((inputs, target[rows, 1:])).batch(16)
 
-    hypermodel = TransformerHyperModel(20, num_layers=1, hidden_dim=32, num_heads=[2, 4], mlp_ratio=2.0,
-                                       warmup_steps=1000, run_eagerly=True)
-    result = run_search(pairs(slice(0, 32)), hypermodel, validation_data=pairs(slice(32, 48)),
-                        objective="val_masked_accuracy", max_trials=2, epochs=1, directory=str(tmp_path),
-                        export_path=None, verbose=0)
+    hypermodel = TransformerHyperModel(
+        20, num_layers=1, hidden_dim=32, num_heads=[2, 4], mlp_ratio=2.0, warmup_steps=1000, run_eagerly=True
+    )
+    result = run_search(
+        pairs(slice(0, 32)),
+        hypermodel,
+        validation_data=pairs(slice(32, 48)),
+        objective="val_masked_accuracy",
+        max_trials=2,
+        epochs=1,
+        directory=str(tmp_path),
+        export_path=None,
+        verbose=0,
+    )
     assert trial_statuses(result.tuner.project_dir) == {"0": "COMPLETED", "1": "COMPLETED"}
     assert {row["transformer/num_heads"] for row in result.rows} <= {2, 4}
     assert all(0.0 <= row["objective"] <= 1.0 for row in result.rows)

@@ -138,8 +138,15 @@ def test_build_vit_hooks_compose_the_model():
         return keras.layers.Dense(32, name=name)
 
     inputs = keras.Input((32, 32, 3))
-    model = build_vit(inputs, embedding=patch_embedding(8, 32), block=block, depth=3, drop_path_rate=0.2,
-                      classes=4, classifier_activation=None)
+    model = build_vit(
+        inputs,
+        embedding=patch_embedding(8, 32),
+        block=block,
+        depth=3,
+        drop_path_rate=0.2,
+        classes=4,
+        classifier_activation=None,
+    )
     assert [name for name, _ in calls] == ["block_0", "block_1", "block_2"]
     np.testing.assert_allclose([rate for _, rate in calls], [0.0, 0.1, 0.2])
     assert isinstance(model.get_layer("block_2"), keras.layers.Dense)
@@ -156,8 +163,9 @@ def test_fit_reduces_loss():
     x = images(64, 16, 1)
     y = np.arange(64) % 2
     x[y == 1] += 1.0  # class 1 is brighter
-    model = VisionTransformer(patch_size=4, hidden_dim=32, depth=2, num_heads=2, mlp_dim=64,
-                              input_shape=(16, 16, 1), classes=2)
+    model = VisionTransformer(
+        patch_size=4, hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(16, 16, 1), classes=2
+    )
     model.compile(keras.optimizers.Adam(3e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     history = model.fit(x, y, epochs=8, batch_size=16, verbose=0)
     assert history.history["loss"][-1] < 0.5 * history.history["loss"][0]

@@ -4,8 +4,17 @@ import pytest
 
 from keras_vit.applications import VisionTransformerHybrid, get_model, model_config, resnetv2_stem
 
-TINY = dict(stem_layers=(1, 1), stem_width=32, stage_channels=(128, 256), hidden_dim=32, depth=1, num_heads=2,
-            mlp_dim=64, classes=5, input_shape=(32, 32, 3))
+TINY = dict(
+    stem_layers=(1, 1),
+    stem_width=32,
+    stage_channels=(128, 256),
+    hidden_dim=32,
+    depth=1,
+    num_heads=2,
+    mlp_dim=64,
+    classes=5,
+    input_shape=(32, 32, 3),
+)
 
 
 def test_stem_shapes_and_layer_names():

@@ -43,8 +43,7 @@ def _with_channels(x):
     return x[..., None] if x.ndim == 3 else x
 
 
-def prepare_data(data, validation_data, classes, batch_size, validation_split, image_size, seed,
-                 classes_required=True):
+def prepare_data(data, validation_data, classes, batch_size, validation_split, image_size, seed, classes_required=True):
     """The `PreparedData` of `run_search`'s data arguments (see `run_search`)."""
     from keras_vit import training
 
@@ -57,8 +56,14 @@ def prepare_data(data, validation_data, classes, batch_size, validation_split, i
     if hasattr(data, "train") and hasattr(data, "validation"):
         if data.validation is None:
             raise ValueError("The data bundle has no validation split; the search needs one.")
-        return PreparedData((data.train,), {"validation_data": data.validation}, tuple(data.input_shape),
-                            int(classes or data.num_classes), training.steps_per_epoch(data), source)
+        return PreparedData(
+            (data.train,),
+            {"validation_data": data.validation},
+            tuple(data.input_shape),
+            int(classes or data.num_classes),
+            training.steps_per_epoch(data),
+            source,
+        )
     if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_dataset(data[0]):
         x, y = _with_channels(_as_float_images(data[0])), np.asarray(data[1])
         if validation_data is None:
@@ -76,8 +81,13 @@ def prepare_data(data, validation_data, classes, batch_size, validation_split, i
             validation_data = (_with_channels(_as_float_images(validation_data[0])), np.asarray(validation_data[1]))
         if classes is None:
             classes = int(max(y.max(), validation_data[1].max())) + 1 if y.ndim == 1 else int(y.shape[-1])
-        return PreparedData((x, y), {"validation_data": validation_data, "batch_size": batch_size},
-                            tuple(x.shape[1:]), int(classes), math.ceil(len(x) / batch_size))
+        return PreparedData(
+            (x, y),
+            {"validation_data": validation_data, "batch_size": batch_size},
+            tuple(x.shape[1:]),
+            int(classes),
+            math.ceil(len(x) / batch_size),
+        )
     if _is_dataset(data):
         if validation_data is None:
             raise ValueError("A `tf.data.Dataset` needs `validation_data` (a dataset of the same structure).")
@@ -86,8 +96,9 @@ def prepare_data(data, validation_data, classes, batch_size, validation_split, i
         spec = data.element_spec[0]
         shape = tuple(spec.shape[1:]) if hasattr(spec, "shape") else None
         cardinality = int(data.cardinality())
-        return PreparedData((data,), {"validation_data": validation_data}, shape, classes,
-                            cardinality if cardinality > 0 else None)
+        return PreparedData(
+            (data,), {"validation_data": validation_data}, shape, classes, cardinality if cardinality > 0 else None
+        )
     raise ValueError(
         "`data` must be a source string, a keras_vit.data bundle, an (x, y) pair of arrays or a "
         f"batched tf.data.Dataset. Received: data of type {type(data).__name__}"
@@ -98,7 +109,11 @@ def _load_source(source, image_size, batch_size, validation_split, seed):
     from keras_vit import data as data_module
 
     return data_module.load(
-        source, image_size=image_size, batch_size=batch_size, validation_split=validation_split, seed=seed,
+        source,
+        image_size=image_size,
+        batch_size=batch_size,
+        validation_split=validation_split,
+        seed=seed,
     )
 
 

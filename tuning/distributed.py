@@ -129,9 +129,7 @@ class _LeasingServicer(oracle_chief.OracleServicer):
         self.last_seen[request.tuner_id] = time.monotonic()
         if _should_wait(self.oracle, request.tuner_id):
             time.sleep(self.idle_wait_seconds)
-            trial = trial_module.Trial(
-                self.oracle.get_space(), trial_id="idle", status=trial_module.TrialStatus.IDLE
-            )
+            trial = trial_module.Trial(self.oracle.get_space(), trial_id="idle", status=trial_module.TrialStatus.IDLE)
             return protos.get_service().CreateTrialResponse(trial=trial.to_proto())
         return super().CreateTrial(request, context)
 

@@ -16,9 +16,8 @@ under the hypermodel's `name` scope, so several hypermodels compose in one
 search without collisions.
 """
 
-import math
-
 import dataclasses
+import math
 
 import keras
 import keras_tuner
@@ -111,9 +110,7 @@ def _spec_values(name, spec, integer):
                 value *= factor
             return values
         if sampling != "linear":
-            raise ValueError(
-                f"`sampling` of {name!r} must be 'linear' or 'log'. Received: sampling={sampling!r}"
-            )
+            raise ValueError(f"`sampling` of {name!r} must be 'linear' or 'log'. Received: sampling={sampling!r}")
         step = step or 1
         count = int(round((high - low) / step)) + 1
         return [low + i * step for i in range(count)]
@@ -128,8 +125,9 @@ def _check_spec(name, spec):
             raise ValueError(f"The choices of {name!r} must not be empty. Received: {name}={spec!r}")
         return
     if isinstance(spec, dict):
-        allowed = {"values", "default"} if "values" in spec else {
-            "min_value", "max_value", "step", "sampling", "default"}
+        allowed = (
+            {"values", "default"} if "values" in spec else {"min_value", "max_value", "step", "sampling", "default"}
+        )
         unknown = set(spec) - allowed
         missing = {"min_value", "max_value"} - set(spec) if "values" not in spec else set()
         if unknown or missing:
@@ -222,8 +220,19 @@ class ViTHyperModel(keras_tuner.HyperModel):
     registry_name = "vit_tiny_patch16_224"
     _grid_name = "image"
 
-    def __init__(self, input_shape, classes, name="vit", loss=None, metrics=None, model_kwargs=None,
-                 compile_kwargs=None, recipe=None, total_steps=None, **search_space):
+    def __init__(
+        self,
+        input_shape,
+        classes,
+        name="vit",
+        loss=None,
+        metrics=None,
+        model_kwargs=None,
+        compile_kwargs=None,
+        recipe=None,
+        total_steps=None,
+        **search_space,
+    ):
         super().__init__(name=name, tunable=True)
         input_shape = tuple(int(d) for d in input_shape)
         if len(input_shape) != 3:
@@ -343,8 +352,14 @@ class ViTHyperModel(keras_tuner.HyperModel):
             )
         values = self.declare_space(hp)
         model = self._factory(input_shape=self.input_shape, classes=self.classes, **self._model_arguments(values))
-        training.compile_model(model, self._recipe(values), total_steps=self.total_steps, loss=self.loss,
-                               metrics=self.metrics, **self.compile_kwargs)
+        training.compile_model(
+            model,
+            self._recipe(values),
+            total_steps=self.total_steps,
+            loss=self.loss,
+            metrics=self.metrics,
+            **self.compile_kwargs,
+        )
         return model
 
     def _factory(self, **kwargs):
@@ -375,8 +390,17 @@ class CNNHybridViTHyperModel(ViTHyperModel):
     registry_name = "vit_hybrid_resnet50_cifar_s4_32"
     _grid_name = "feature-map"
 
-    def __init__(self, input_shape, classes, backbone="resnet50", stage=2, feature_layer=None,
-                 backbone_weights=None, name="hybrid", **kwargs):
+    def __init__(
+        self,
+        input_shape,
+        classes,
+        backbone="resnet50",
+        stage=2,
+        feature_layer=None,
+        backbone_weights=None,
+        name="hybrid",
+        **kwargs,
+    ):
         if isinstance(backbone, keras.Model) or not (isinstance(backbone, str) or callable(backbone)):
             raise ValueError(
                 "`backbone` must be a backbone name or a function returning a new keras.Model "
@@ -402,8 +426,13 @@ class CNNHybridViTHyperModel(ViTHyperModel):
         # A backbone function is called per trial, in `_factory`; a named one
         # is an argument like any other (and one `keras-vit train` can take).
         named = {"backbone": self.backbone} if isinstance(self.backbone, str) else {}
-        return {**named, "stage": self.stage, "feature_layer": self.feature_layer,
-                "backbone_weights": self.backbone_weights, **super()._model_arguments(values)}
+        return {
+            **named,
+            "stage": self.stage,
+            "feature_layer": self.feature_layer,
+            "backbone_weights": self.backbone_weights,
+            **super()._model_arguments(values),
+        }
 
     def _factory(self, **kwargs):
         return CNNHybridViT(**{"backbone": self._backbone(), **kwargs})
@@ -435,11 +464,20 @@ class TransformerHyperModel(keras_tuner.HyperModel):
 
     search_space_defaults = TRANSFORMER_SEARCH_SPACE
 
-    def __init__(self, vocabulary_size, target_vocabulary_size=None, name="transformer", model_kwargs=None,
-                 run_eagerly=False, **search_space):
+    def __init__(
+        self,
+        vocabulary_size,
+        target_vocabulary_size=None,
+        name="transformer",
+        model_kwargs=None,
+        run_eagerly=False,
+        **search_space,
+    ):
         super().__init__(name=name, tunable=True)
         if not isinstance(vocabulary_size, (int, np.integer)) or vocabulary_size < 2:
-            raise ValueError(f"`vocabulary_size` must be an integer >= 2. Received: vocabulary_size={vocabulary_size!r}")
+            raise ValueError(
+                f"`vocabulary_size` must be an integer >= 2. Received: vocabulary_size={vocabulary_size!r}"
+            )
         unknown = set(search_space) - set(self.search_space_defaults)
         if unknown:
             raise ValueError(
@@ -487,8 +525,11 @@ class TransformerHyperModel(keras_tuner.HyperModel):
             dropout=float(values["dropout"]),
             **{"name": self.name, **self.model_kwargs},
         )
-        compile_translator(model, warmup_steps=int(values["warmup_steps"]),
-                           learning_rate_scale=float(values["learning_rate_scale"]),
-                           label_smoothing=float(values["label_smoothing"]))
+        compile_translator(
+            model,
+            warmup_steps=int(values["warmup_steps"]),
+            learning_rate_scale=float(values["learning_rate_scale"]),
+            label_smoothing=float(values["label_smoothing"]),
+        )
         model.run_eagerly = self.run_eagerly
         return model

@@ -51,8 +51,10 @@ def _format(value):
 def markdown_table(rows, objective_name="objective"):
     """The results as a Markdown table."""
     columns = _columns(rows)
-    header = [objective_name if c == "objective" else {PARAMS_METRIC: "parameters", SECONDS_METRIC: "seconds"}.get(c, c)
-              for c in columns]
+    header = [
+        objective_name if c == "objective" else {PARAMS_METRIC: "parameters", SECONDS_METRIC: "seconds"}.get(c, c)
+        for c in columns
+    ]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(columns)]
     for row in rows:
         lines.append("| " + " | ".join(_format(row.get(c)) for c in columns) + " |")
@@ -114,7 +116,7 @@ def plot_results(rows, path, objective_name="objective"):
             ax.set_xticks(range(len(labels)), labels)
         ax.set_xlabel(name)
         ax.set_ylabel(objective_name)
-    for ax in axes[len(names) + 1:]:
+    for ax in axes[len(names) + 1 :]:
         ax.axis("off")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -125,8 +127,19 @@ def plot_results(rows, path, objective_name="objective"):
 BEST_TRIAL_FILE = "best_trial.json"
 
 
-def best_trial_record(hypermodel, trial, *, source=None, epochs, batch_size, validation_split=0.1,
-                      image_size=None, seed=0, total_steps=None, out_dir="best_trial"):
+def best_trial_record(
+    hypermodel,
+    trial,
+    *,
+    source=None,
+    epochs,
+    batch_size,
+    validation_split=0.1,
+    image_size=None,
+    seed=0,
+    total_steps=None,
+    out_dir="best_trial",
+):
     """What training the best trial's model again takes, as a JSON-serialisable dict.
 
     For a hypermodel that compiles with `keras_vit.training`'s recipe
@@ -162,25 +175,40 @@ def best_trial_record(hypermodel, trial, *, source=None, epochs, batch_size, val
     """
     hp = trial.hyperparameters
     record = {
-        "trial_id": trial.trial_id, "score": trial.score, "hyperparameters": dict(hp.values),
-        "epochs": epochs, "batch_size": batch_size, "total_steps": total_steps,
-        "recipe": None, "model": None, "model_arguments": None, "command": None,
+        "trial_id": trial.trial_id,
+        "score": trial.score,
+        "hyperparameters": dict(hp.values),
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "total_steps": total_steps,
+        "recipe": None,
+        "model": None,
+        "model_arguments": None,
+        "command": None,
     }
     if not hasattr(hypermodel, "trial_recipe"):  # e.g. the seq2seq Transformer's own recipe
         return record
     recipe = hypermodel.trial_recipe(hp)
     arguments = hypermodel.trial_model_arguments(hp)
-    record.update(recipe=recipe.to_config(), model=hypermodel.registry_name,
-                  model_arguments=_jsonable(arguments))
+    record.update(recipe=recipe.to_config(), model=hypermodel.registry_name, model_arguments=_jsonable(arguments))
     record["command"] = train_command(
-        model=hypermodel.registry_name, recipe=recipe, model_arguments=arguments, source=source, out_dir=out_dir,
-        epochs=epochs, batch_size=batch_size, validation_split=validation_split, image_size=image_size, seed=seed,
+        model=hypermodel.registry_name,
+        recipe=recipe,
+        model_arguments=arguments,
+        source=source,
+        out_dir=out_dir,
+        epochs=epochs,
+        batch_size=batch_size,
+        validation_split=validation_split,
+        image_size=image_size,
+        seed=seed,
     )
     return record
 
 
-def train_command(*, model, recipe, model_arguments, source, out_dir, epochs, batch_size, validation_split,
-                  image_size, seed):
+def train_command(
+    *, model, recipe, model_arguments, source, out_dir, epochs, batch_size, validation_split, image_size, seed
+):
     """The `keras-vit train` command line (a str) of `best_trial_record`, or None when there is none."""
     from keras_vit.training import Recipe
 
@@ -194,12 +222,34 @@ def train_command(*, model, recipe, model_arguments, source, out_dir, epochs, ba
         if len(sides) != 1:
             return None
         image_size = sides.pop()
-    argv = ["keras-vit", "train", "--model", model, "--data", source, "--out", out_dir, "--epochs", str(epochs),
-            "--batch-size", str(batch_size), "--validation-split", repr(float(validation_split)), "--seed", str(seed)]
+    argv = [
+        "keras-vit",
+        "train",
+        "--model",
+        model,
+        "--data",
+        source,
+        "--out",
+        out_dir,
+        "--epochs",
+        str(epochs),
+        "--batch-size",
+        str(batch_size),
+        "--validation-split",
+        repr(float(validation_split)),
+        "--seed",
+        str(seed),
+    ]
     if image_size is not None:
         argv += ["--image-size", str(int(image_size))]
-    argv += ["--lr", repr(recipe.learning_rate), "--weight-decay", repr(recipe.weight_decay),
-             "--warmup", repr(recipe.warmup_fraction)]
+    argv += [
+        "--lr",
+        repr(recipe.learning_rate),
+        "--weight-decay",
+        repr(recipe.weight_decay),
+        "--warmup",
+        repr(recipe.warmup_fraction),
+    ]
     for key, value in model_arguments.items():
         text = repr(value)  # `--set` reads values as Python literals
         try:
@@ -212,8 +262,10 @@ def train_command(*, model, recipe, model_arguments, source, out_dir, epochs, ba
 
 
 def _jsonable(arguments):
-    return {key: value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)
-            for key, value in arguments.items()}
+    return {
+        key: value if isinstance(value, (str, int, float, bool, type(None), list, dict)) else repr(value)
+        for key, value in arguments.items()
+    }
 
 
 def write_best_trial(record, out_dir, objective_name="objective"):

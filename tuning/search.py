@@ -164,11 +164,20 @@ def run_search(
         needs_steps = hypermodel is None or getattr(hypermodel, "total_steps", 0) is None
         prepared = None
         if role != "chief" or needs_steps:
-            prepared = data_lib.prepare_data(data, validation_data, classes, batch_size, validation_split, image_size,
-                                             seed, classes_required=hypermodel is None)
+            prepared = data_lib.prepare_data(
+                data,
+                validation_data,
+                classes,
+                batch_size,
+                validation_split,
+                image_size,
+                seed,
+                classes_required=hypermodel is None,
+            )
         if hypermodel is None:
-            hypermodel = ViTHyperModel(prepared.input_shape, prepared.classes, compile_kwargs=compile_kwargs,
-                                       **(search_space or {}))
+            hypermodel = ViTHyperModel(
+                prepared.input_shape, prepared.classes, compile_kwargs=compile_kwargs, **(search_space or {})
+            )
         elif search_space or compile_kwargs:
             raise ValueError(
                 "`search_space` and `compile_kwargs` apply to the default hypermodel; pass them to yours instead."
@@ -189,26 +198,41 @@ def run_search(
             strategy = devices.select_strategy(gpus) if role != "chief" else None
         with devices.dtype_policy(mixed):
             search_tuner = make_tuner(
-                hypermodel, tuner, objective=objective, max_trials=max_trials, max_epochs=epochs,
-                hyperband_factor=hyperband_factor, seed=seed, directory=directory, project_name=project_name,
-                overwrite=overwrite and role != "worker", hyperparameters=hyperparameters, strategy=strategy,
-                executions_per_trial=executions_per_trial, lease_seconds=lease_seconds,
+                hypermodel,
+                tuner,
+                objective=objective,
+                max_trials=max_trials,
+                max_epochs=epochs,
+                hyperband_factor=hyperband_factor,
+                seed=seed,
+                directory=directory,
+                project_name=project_name,
+                overwrite=overwrite and role != "worker",
+                hyperparameters=hyperparameters,
+                strategy=strategy,
+                executions_per_trial=executions_per_trial,
+                lease_seconds=lease_seconds,
                 heartbeat_seconds=heartbeat_seconds,
             )
             search_tuner.dtype_policy_name = "mixed_float16" if mixed else None
             fit_callbacks = list(callbacks or [])
             if early_stopping_patience is not None:
-                fit_callbacks.append(keras.callbacks.EarlyStopping(
-                    monitor=search_tuner.oracle.objective.name, patience=int(early_stopping_patience),
-                    mode=search_tuner.oracle.objective.direction,
-                ))
+                fit_callbacks.append(
+                    keras.callbacks.EarlyStopping(
+                        monitor=search_tuner.oracle.objective.name,
+                        patience=int(early_stopping_patience),
+                        mode=search_tuner.oracle.objective.direction,
+                    )
+                )
             fit_args = prepared.fit_args if prepared else ()
             fit_kwargs = dict(prepared.fit_kwargs) if prepared else {}
             search_tuner.search(*fit_args, epochs=epochs, callbacks=fit_callbacks, verbose=verbose, **fit_kwargs)
 
             result = SearchResult(
-                tuner=search_tuner, strategy=type(strategy).__name__ if strategy is not None else None,
-                mixed_precision=bool(mixed), role=role,
+                tuner=search_tuner,
+                strategy=type(strategy).__name__ if strategy is not None else None,
+                mixed_precision=bool(mixed),
+                role=role,
             )
             if role == "worker":
                 return result
@@ -217,15 +241,23 @@ def run_search(
             project_dir = search_tuner.project_dir
             result.rows = results.results_rows(oracle)
             result.csv_path, result.markdown_path, result.plot_path = results.write_results(
-                oracle, project_dir, objective_name)
+                oracle, project_dir, objective_name
+            )
             best = oracle.get_best_trials(1)
             if best:
                 result.best_hyperparameters = dict(best[0].hyperparameters.values)
                 result.best_score = best[0].score
                 result.best_trial = results.best_trial_record(
-                    hypermodel, best[0], source=prepared.source if prepared else None, epochs=epochs,
-                    batch_size=batch_size, validation_split=validation_split, image_size=image_size, seed=seed,
-                    total_steps=total_steps, out_dir=os.path.join(project_dir, "best_trial"),
+                    hypermodel,
+                    best[0],
+                    source=prepared.source if prepared else None,
+                    epochs=epochs,
+                    batch_size=batch_size,
+                    validation_split=validation_split,
+                    image_size=image_size,
+                    seed=seed,
+                    total_steps=total_steps,
+                    out_dir=os.path.join(project_dir, "best_trial"),
                 )
                 result.best_trial_path = results.write_best_trial(result.best_trial, project_dir, objective_name)
                 if export_path is not None:

@@ -67,8 +67,12 @@ class _ReportingTuner:
 
     def _log_event(self, event, trial):
         record = {
-            "event": event, "trial_id": trial.trial_id, "tuner_id": self.tuner_id,
-            "status": str(trial.status), "time": time.time(), "pid": os.getpid(),
+            "event": event,
+            "trial_id": trial.trial_id,
+            "tuner_id": self.tuner_id,
+            "status": str(trial.status),
+            "time": time.time(),
+            "pid": os.getpid(),
         }
         # One short line appended at once, so processes sharing the directory do not interleave.
         with open(os.path.join(self.project_dir, "events.jsonl"), "a") as log:
@@ -112,15 +116,35 @@ def _objective(objective):
     return objective
 
 
-def make_tuner(hypermodel, tuner="random", *, objective="val_accuracy", max_trials=10, max_epochs=10,
-               hyperband_factor=3, seed=0, directory=os.path.join("runs", "tuning"), project_name="search",
-               overwrite=False, hyperparameters=None, strategy=None, executions_per_trial=1, lease_seconds=60.0,
-               heartbeat_seconds=5.0):
+def make_tuner(
+    hypermodel,
+    tuner="random",
+    *,
+    objective="val_accuracy",
+    max_trials=10,
+    max_epochs=10,
+    hyperband_factor=3,
+    seed=0,
+    directory=os.path.join("runs", "tuning"),
+    project_name="search",
+    overwrite=False,
+    hyperparameters=None,
+    strategy=None,
+    executions_per_trial=1,
+    lease_seconds=60.0,
+    heartbeat_seconds=5.0,
+):
     """Builds one of `TUNERS` around `hypermodel`."""
     common = dict(
-        hypermodel=hypermodel, objective=_objective(objective), seed=seed, hyperparameters=hyperparameters,
-        directory=directory, project_name=project_name, overwrite=overwrite,
-        distribution_strategy=strategy, executions_per_trial=executions_per_trial,
+        hypermodel=hypermodel,
+        objective=_objective(objective),
+        seed=seed,
+        hyperparameters=hyperparameters,
+        directory=directory,
+        project_name=project_name,
+        overwrite=overwrite,
+        distribution_strategy=strategy,
+        executions_per_trial=executions_per_trial,
     )
     if tuner == "random":
         made = RandomSearch(max_trials=max_trials, **common)

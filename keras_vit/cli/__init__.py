@@ -46,4 +46,3 @@ def main(argv=None):
     except (ValueError, FileNotFoundError) as error:
         print(f"keras-vit {args.command}: error: {error}", file=sys.stderr)
         return 2
-

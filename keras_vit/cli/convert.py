@@ -15,18 +15,32 @@ def register(subparsers):
         "T2T-ViT, DeepViT), checking every key and shape and resampling position embeddings to the model's "
         "input size, and saves its weights.",
     )
-    parser.add_argument("src", help="checkpoint file: timm / Hugging Face / vit-pytorch / T2T-ViT state dict, "
-                                    "or original ViT .npz")
+    parser.add_argument(
+        "src", help="checkpoint file: timm / Hugging Face / vit-pytorch / T2T-ViT state dict, or original ViT .npz"
+    )
     parser.add_argument("--model", required=True, help="registered model name, e.g. swin_tiny_patch4_window7_224")
     parser.add_argument("--out", required=True, help="output path, ending in .weights.h5 (or .keras for a whole model)")
-    parser.add_argument("--layout", default="auto", choices=["auto", *layouts],
-                        help="checkpoint layout (default: detected from the key names)")
-    parser.add_argument("--image-size", type=int, default=None,
-                        help="build the model for this input size; the position embeddings are resampled")
-    parser.add_argument("--classes", type=int, default=None,
-                        help="head size (default: the checkpoint's; another size starts a new head)")
-    parser.add_argument("--config", default=None,
-                        help='JSON object of factory overrides, e.g. \'{"layer_norm_epsilon": 1e-12}\'')
+    parser.add_argument(
+        "--layout",
+        default="auto",
+        choices=["auto", *layouts],
+        help="checkpoint layout (default: detected from the key names)",
+    )
+    parser.add_argument(
+        "--image-size",
+        type=int,
+        default=None,
+        help="build the model for this input size; the position embeddings are resampled",
+    )
+    parser.add_argument(
+        "--classes",
+        type=int,
+        default=None,
+        help="head size (default: the checkpoint's; another size starts a new head)",
+    )
+    parser.add_argument(
+        "--config", default=None, help="JSON object of factory overrides, e.g. '{\"layer_norm_epsilon\": 1e-12}'"
+    )
     parser.set_defaults(func=run)
 
 
@@ -70,6 +84,8 @@ def run(args):
     else:
         model.save_weights(args.out)
     head = f"classes={classes}" if classes else "no head"
-    print(f"{args.src} -> {args.out}: {args.model} ({family}), {model.count_params():,} parameters, {head}, "
-          f"input {tuple(model.input_shape[1:])}")
+    print(
+        f"{args.src} -> {args.out}: {args.model} ({family}), {model.count_params():,} parameters, {head}, "
+        f"input {tuple(model.input_shape[1:])}"
+    )
     return 0

@@ -8,7 +8,9 @@ def register(subparsers):
     evaluate.add_argument("--model-file", required=True)
     evaluate.add_argument("--data", default="digits")
     evaluate.add_argument(
-        "--split", choices=("test", "validation", "train"), default=None,
+        "--split",
+        choices=("test", "validation", "train"),
+        default=None,
         help="which split (default: test, or validation when the source has no test split)",
     )
     evaluate.add_argument("--batch-size", type=int, default=256)

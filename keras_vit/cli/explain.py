@@ -10,7 +10,9 @@ def register(subparsers):
     parser.add_argument("--image", required=True, nargs="+", help="image file(s) (PNG, JPEG, ...)")
     parser.add_argument("--method", default="legrad", choices=("legrad", "rollout", "attention"))
     parser.add_argument("--out", required=True, help="output figure, e.g. explanation.png")
-    parser.add_argument("--class-index", type=int, default=None, help="class to explain (legrad); default: the predicted one")
+    parser.add_argument(
+        "--class-index", type=int, default=None, help="class to explain (legrad); default: the predicted one"
+    )
     parser.add_argument("--layer", type=int, default=-1, help="block whose attention is shown (attention)")
     parser.add_argument(
         "--legrad-layers",

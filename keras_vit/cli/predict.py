@@ -25,8 +25,11 @@ def run_predict(args):
     prep = training.read_preprocessing(args.model_file)
     images = normalize(read_images(args.images, model_image_shape(model)), prep)
     if not prep:
-        print(f"keras-vit predict: no {training.PREPROCESSING_FILE} beside the model: "
-              "feeding images scaled to [0, 1] without normalisation", file=sys.stderr)
+        print(
+            f"keras-vit predict: no {training.PREPROCESSING_FILE} beside the model: "
+            "feeding images scaled to [0, 1] without normalisation",
+            file=sys.stderr,
+        )
     outputs = np.asarray(model.predict(images, verbose=0), "float64")
     if not training.outputs_probabilities(model):
         outputs = np.exp(outputs - outputs.max(-1, keepdims=True))
@@ -36,7 +39,9 @@ def run_predict(args):
     results = []
     for path, probs in zip(args.images, outputs):
         top = np.argsort(-probs)[:k]
-        results.append({"image": path, "top_k": [{"class": int(i), "name": names[i], "probability": float(probs[i])} for i in top]})
+        results.append(
+            {"image": path, "top_k": [{"class": int(i), "name": names[i], "probability": float(probs[i])} for i in top]}
+        )
     if args.json:
         print(json.dumps(results))
     else:

@@ -28,7 +28,10 @@ def register(subparsers):
     train.add_argument("--validation-split", type=float, default=0.1)
     train.add_argument("--seed", type=int, default=0)
     train.add_argument(
-        "--set", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a model argument, e.g. --set patch_size=2 --set depth=4 (repeatable)",
     )
     train.add_argument("--json", action="store_true", help="print the final metrics as JSON")

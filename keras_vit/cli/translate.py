@@ -1,17 +1,15 @@
 """`keras-vit translate`: train a Transformer translator, translate text, score BLEU.
 
-    keras-vit translate train --source train.de --target train.en --out de_en.keras
-    keras-vit translate run --model-file de_en.keras < sentences.de > sentences.en
-    keras-vit translate evaluate --model-file de_en.keras --source test.de --target test.en
+keras-vit translate train --source train.de --target train.en --out de_en.keras
+keras-vit translate run --model-file de_en.keras < sentences.de > sentences.en
+keras-vit translate evaluate --model-file de_en.keras --source test.de --target test.en
 """
 
 import sys
 
 
 def register(subparsers):
-    parser = subparsers.add_parser(
-        "translate", help="train a Transformer translator, translate text, or score BLEU"
-    )
+    parser = subparsers.add_parser("translate", help="train a Transformer translator, translate text, or score BLEU")
     actions = parser.add_subparsers(dest="action", metavar="ACTION", required=True)
 
     train = actions.add_parser("train", help="learn a BPE vocabulary and train a translator")
@@ -113,8 +111,7 @@ def run_train(args):
         **overrides,
     )
     model.save(args.out)
-    print(f"saved {args.out} ({model.count_params():,} parameters, "
-          f"{len(history.history.get('loss', []))} epochs)")
+    print(f"saved {args.out} ({model.count_params():,} parameters, {len(history.history.get('loss', []))} epochs)")
     return 0
 
 

@@ -61,7 +61,8 @@ def parse_hp(text):
 
 def register(subparsers):
     parser = subparsers.add_parser(
-        "tune", help="search a ViT's hyperparameters (patch size, depth, heads, ...) with KerasTuner",
+        "tune",
+        help="search a ViT's hyperparameters (patch size, depth, heads, ...) with KerasTuner",
         description=__doc__.split("\n\n")[0],
     )
     parser.add_argument("data", help="data source: tfds:NAME, an image folder or an .npz file with x and y")
@@ -74,24 +75,36 @@ def register(subparsers):
     parser.add_argument("--objective", default="val_accuracy")
     parser.add_argument("--patience", type=int, default=3, help="early-stopping patience in epochs (0: off)")
     parser.add_argument(
-        "--hp", action="append", default=[], metavar="NAME=SPEC",
+        "--hp",
+        action="append",
+        default=[],
+        metavar="NAME=SPEC",
         help="search-space override, repeatable: depth=8 (fixed), patch_size=4,8 (choices), "
-             "depth=2:12:2 or learning_rate=1e-4:1e-2:log (ranges)",
+        "depth=2:12:2 or learning_rate=1e-4:1e-2:log (ranges)",
     )
-    parser.add_argument("--directory", default=os.path.join("runs", "tuning"),
-                        help="search folder; rerunning resumes it")
+    parser.add_argument(
+        "--directory", default=os.path.join("runs", "tuning"), help="search folder; rerunning resumes it"
+    )
     parser.add_argument("--project-name", default="search")
     parser.add_argument("--overwrite", action="store_true", help="start afresh instead of resuming")
     parser.add_argument("--export", default="auto", help="path of the best model (.keras); 'none' to skip")
-    parser.add_argument("--mixed-precision", choices=("auto", "on", "off"), default="auto",
-                        help="auto: on with a GPU, off on CPU")
-    parser.add_argument("--distributed", action="store_true",
-                        help="KerasTuner chief/worker search: a --tuner-id containing 'chief' serves, others work")
+    parser.add_argument(
+        "--mixed-precision", choices=("auto", "on", "off"), default="auto", help="auto: on with a GPU, off on CPU"
+    )
+    parser.add_argument(
+        "--distributed",
+        action="store_true",
+        help="KerasTuner chief/worker search: a --tuner-id containing 'chief' serves, others work",
+    )
     parser.add_argument("--tuner-id", default=None, help="this process's id (default: $KERASTUNER_TUNER_ID)")
-    parser.add_argument("--oracle-address", default=None,
-                        help="chief host:port (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT)")
-    parser.add_argument("--lease-seconds", type=float, default=60.0,
-                        help="chief: requeue a trial whose worker is silent this long")
+    parser.add_argument(
+        "--oracle-address",
+        default=None,
+        help="chief host:port (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT)",
+    )
+    parser.add_argument(
+        "--lease-seconds", type=float, default=60.0, help="chief: requeue a trial whose worker is silent this long"
+    )
     parser.add_argument("--heartbeat-seconds", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-eagerly", action="store_true", help="no graph compilation (faster for tiny data)")

@@ -20,8 +20,7 @@ Families and layouts:
 
 import os
 
-from keras_vit.convert import deepvit, hybrid, mvitv2, swin, t2t, vit
-from keras_vit.convert import engine
+from keras_vit.convert import deepvit, engine, hybrid, mvitv2, swin, t2t, vit
 from keras_vit.convert.engine import CheckpointError, Family, Kind, Layout, Rule
 from keras_vit.convert.readers import (
     CHECKPOINT_EXTENSIONS,
@@ -93,8 +92,9 @@ def convert_state_dict(model, path_or_state_dict, family=None, layout="auto", sk
 
     See `load_checkpoint` for the arguments; `engine.convert_state_dict` for the checks.
     """
-    return engine.convert_state_dict(model, _state_dict(path_or_state_dict), _family(model, family), layout,
-                                     skip_mismatched_head)
+    return engine.convert_state_dict(
+        model, _state_dict(path_or_state_dict), _family(model, family), layout, skip_mismatched_head
+    )
 
 
 def load_checkpoint(model, path_or_state_dict, family=None, layout="auto", skip_mismatched_head=True):

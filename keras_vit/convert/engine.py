@@ -184,7 +184,7 @@ def find_layout(family, state_dict, layout="auto"):
 
 def _split_leaf(key):
     cut = max(key.rfind("."), key.rfind("/"))
-    return (key[:cut], key[cut + 1:]) if cut >= 0 else ("", key)
+    return (key[:cut], key[cut + 1 :]) if cut >= 0 else ("", key)
 
 
 def _apply_rules(layout, key, array):
@@ -286,8 +286,12 @@ def convert_state_dict(model, state_dict, family, layout="auto", skip_mismatched
                     array = fit(array, target, model)
         if _shape(array) != target:
             if head.match(path) and skip_mismatched_head and array.shape[:-1] == target[:-1]:
-                logger.warning("Keeping the new %s: the checkpoint has %d classes, the model %d.",
-                               path, array.shape[-1], target[-1])
+                logger.warning(
+                    "Keeping the new %s: the checkpoint has %d classes, the model %d.",
+                    path,
+                    array.shape[-1],
+                    target[-1],
+                )
                 result[path] = None
                 continue
             mismatched.append(
@@ -303,19 +307,32 @@ def convert_state_dict(model, state_dict, family, layout="auto", skip_mismatched
         if fresh and dropped and not any(p.startswith(replaced) for p in variables):
             logger.warning(
                 "The checkpoint has %s and no %s: %s starts as the identity and %s is not used "
-                "(as timm loads it non-strictly).", replaced, prefix, prefix, replaced)
+                "(as timm loads it non-strictly).",
+                replaced,
+                prefix,
+                prefix,
+                replaced,
+            )
             for p in fresh:
                 result[p] = (np.ones if p.endswith("/gamma") else np.zeros)(_shape(variables[p]), "float32")
                 missing.remove(p)
             for p in dropped:
                 del extra[p]
-    unexpected += [f"{source!r} (shape {_shape(state_dict[source])}, as Keras weight {path!r})"
-                   for path, (source, _) in extra.items()]
+    unexpected += [
+        f"{source!r} (shape {_shape(state_dict[source])}, as Keras weight {path!r})"
+        for path, (source, _) in extra.items()
+    ]
     missing = [f"{p!r} (shape {_shape(variables[p])})" for p in missing]
     if unexpected or missing or mismatched:
-        parts = [_summary(label, items) for label, items in (
-            ("mis-shaped", mismatched), ("missing from the checkpoint", missing),
-            ("unexpected in the checkpoint", unexpected)) if items]
+        parts = [
+            _summary(label, items)
+            for label, items in (
+                ("mis-shaped", mismatched),
+                ("missing from the checkpoint", missing),
+                ("unexpected in the checkpoint", unexpected),
+            )
+            if items
+        ]
         raise CheckpointError(
             f"The {layout.name} checkpoint does not fit the {family.name} model {model.name!r} "
             "(another architecture or size?). " + " | ".join(parts)

@@ -143,6 +143,4 @@ def read_checkpoint(path):
         return read_torch_state_dict(path)
     if lower.endswith(".npz"):
         return read_npz(path)
-    raise CheckpointError(
-        f"Unknown checkpoint extension; expected one of {CHECKPOINT_EXTENSIONS}. Received: {path!r}"
-    )
+    raise CheckpointError(f"Unknown checkpoint extension; expected one of {CHECKPOINT_EXTENSIONS}. Received: {path!r}")

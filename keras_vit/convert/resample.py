@@ -82,8 +82,9 @@ def resize_2d(array, new_size, interpolation="bicubic", antialias=True):
     return np.einsum("ih,jw,hw...->ij...", mh, mw, array.astype(np.float64))
 
 
-def resample_abs_pos_embed(posemb, new_size, old_size=None, num_prefix_tokens=1, interpolation="bicubic",
-                           antialias=True):
+def resample_abs_pos_embed(
+    posemb, new_size, old_size=None, num_prefix_tokens=1, interpolation="bicubic", antialias=True
+):
     """Resamples a `(1, P + H*W, D)` position table to a new grid, in NumPy.
 
     The P prefix rows (class, distillation) are kept apart and unchanged; the

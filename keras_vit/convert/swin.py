@@ -16,8 +16,11 @@ RULES = (
     Rule(r"layers\.(\d+)\.downsample\.norm", r"stage_\1_downsample/norm", NORM),
     Rule(r"layers\.(\d+)\.downsample\.reduction", r"stage_\1_downsample/reduction", LINEAR),
     Rule(_BLOCK + r"\.(norm1|norm2)", r"stage_\1_block_\2/\3", NORM),
-    Rule(_BLOCK + r"\.attn\.relative_position_bias_table", r"stage_\1_block_\2/attention/relative_position_bias_table",
-         PARAM),
+    Rule(
+        _BLOCK + r"\.attn\.relative_position_bias_table",
+        r"stage_\1_block_\2/attention/relative_position_bias_table",
+        PARAM,
+    ),
     Rule(_BLOCK + r"\.attn\.(qkv|proj)", r"stage_\1_block_\2/attention/attention/\3", LINEAR),
     Rule(_BLOCK + r"\.mlp\.(fc1|fc2)", r"stage_\1_block_\2/mlp/\3", LINEAR),
     Rule(r"norm", "norm", NORM),
@@ -27,6 +30,9 @@ RULES = (
 FAMILY = Family(
     name="swin",
     layer_types=(SwinTransformerBlock,),
-    layouts=(Layout("timm", r"layers\.\d+\.blocks\.\d+\..*", RULES,
-                    ignore=(r".*\.relative_position_index", r".*\.attn_mask")),),
+    layouts=(
+        Layout(
+            "timm", r"layers\.\d+\.blocks\.\d+\..*", RULES, ignore=(r".*\.relative_position_index", r".*\.attn_mask")
+        ),
+    ),
 )

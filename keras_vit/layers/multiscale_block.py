@@ -120,9 +120,7 @@ class MultiScaleBlock(keras.layers.Layer):
         out_shape = self.attention.compute_output_shape(input_shape)
         self.norm2 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="norm2", **kw)
         self.norm2.build(out_shape)
-        self.mlp = MLP(
-            int(dim * self.mlp_ratio), kernel_initializer=self.kernel_initializer, name="mlp", **kw
-        )
+        self.mlp = MLP(int(dim * self.mlp_ratio), kernel_initializer=self.kernel_initializer, name="mlp", **kw)
         self.mlp.build(out_shape)
         self.drop_path1 = DropPath(self.drop_path, name="drop_path1", **kw)
         self.drop_path2 = DropPath(self.drop_path, name="drop_path2", **kw)

@@ -34,9 +34,7 @@ def resample_position_embedding(
     if old_grid is None:
         side = int(round(n**0.5))
         if side * side != n:
-            raise ValueError(
-                f"Cannot infer a square grid from {n} patch positions; pass `old_grid`."
-            )
+            raise ValueError(f"Cannot infer a square grid from {n} patch positions; pass `old_grid`.")
         old_grid = (side, side)
     old_grid, new_grid = tuple(int(g) for g in old_grid), tuple(int(g) for g in new_grid)
     if old_grid == new_grid:
@@ -107,9 +105,7 @@ class PatchEncoder(keras.layers.Layer):
                 f"`patch_size` must be a positive int or a pair of them. Received: patch_size={patch_size}"
             )
         if not isinstance(hidden_dim, int) or hidden_dim < 1:
-            raise ValueError(
-                f"`hidden_dim` must be a positive integer. Received: hidden_dim={hidden_dim}"
-            )
+            raise ValueError(f"`hidden_dim` must be a positive integer. Received: hidden_dim={hidden_dim}")
         if position_embedding not in _POSITION_EMBEDDINGS:
             raise ValueError(
                 f"`position_embedding` must be one of {_POSITION_EMBEDDINGS}. "
@@ -179,14 +175,18 @@ class PatchEncoder(keras.layers.Layer):
         if self.class_token:
             self.cls_token = self.add_weight(shape=(1, 1, self.hidden_dim), initializer="zeros", name="class_token")
         if self.distillation_token:
-            self.dist_token = self.add_weight(shape=(1, 1, self.hidden_dim), initializer=init, name="distillation_token")
+            self.dist_token = self.add_weight(
+                shape=(1, 1, self.hidden_dim), initializer=init, name="distillation_token"
+            )
         if self.num_register_tokens:
             self.register_tokens = self.add_weight(
                 shape=(1, self.num_register_tokens, self.hidden_dim), initializer=init, name="register_tokens"
             )
         if self.position_embedding == "learned":
             length = self.num_embedded_prefix_tokens + self.grid_size[0] * self.grid_size[1]
-            self.pos_embed = self.add_weight(shape=(1, length, self.hidden_dim), initializer=init, name="position_embedding")
+            self.pos_embed = self.add_weight(
+                shape=(1, length, self.hidden_dim), initializer=init, name="position_embedding"
+            )
         self.built = True
 
     def position_table(self, grid_size=None):
@@ -221,8 +221,7 @@ class PatchEncoder(keras.layers.Layer):
         height, width = x.shape[1], x.shape[2]
         if height is None or width is None:
             raise ValueError(
-                "PatchEncoder needs a static image size at call time. Received an input "
-                f"of shape {inputs.shape}"
+                f"PatchEncoder needs a static image size at call time. Received an input of shape {inputs.shape}"
             )
         batch = ops.shape(x)[0]
         x = ops.reshape(x, (batch, height * width, self.hidden_dim))

@@ -117,8 +117,7 @@ class PoolingAttention(keras.layers.Layer):
         dim = self.output_dim or channels
         if dim % self.num_heads:
             raise ValueError(
-                "`output_dim` must be divisible by `num_heads`. "
-                f"Received: output_dim={dim}, num_heads={self.num_heads}"
+                f"`output_dim` must be divisible by `num_heads`. Received: output_dim={dim}, num_heads={self.num_heads}"
             )
         self._dim = dim
         self._head_dim = dim // self.num_heads
@@ -145,14 +144,14 @@ class PoolingAttention(keras.layers.Layer):
                     setattr(self, f"norm_{name}", None)
                 self._sizes[part] = (height, width)
                 continue
-            self._sizes[part] = tuple(
-                _pooled_size(r, k, s) for r, k, s in zip((height, width), self._kernel, stride)
-            )
+            self._sizes[part] = tuple(_pooled_size(r, k, s) for r, k, s in zip((height, width), self._kernel, stride))
             for name in names:
                 pool = keras.layers.DepthwiseConv2D(
                     self._kernel, strides=stride, padding="valid", use_bias=False, name=f"pool_{name}", **kw
                 )
-                pool.build((None, height + 2 * (self._kernel[0] // 2), width + 2 * (self._kernel[1] // 2), self._head_dim))
+                pool.build(
+                    (None, height + 2 * (self._kernel[0] // 2), width + 2 * (self._kernel[1] // 2), self._head_dim)
+                )
                 norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name=f"norm_{name}", **kw)
                 norm.build((None, None, None, self._head_dim))
                 setattr(self, f"pool_{name}", pool)

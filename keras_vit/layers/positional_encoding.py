@@ -42,9 +42,7 @@ def sinusoidal_encoding_2d(grid_height, grid_width, dim, max_wavelength=10000.0,
         A `(grid_height * grid_width, dim)` tensor, row-major over the grid.
     """
     if dim % 4:
-        raise ValueError(
-            f"`dim` must be divisible by 4 for 2-D sin-cos encodings. Received: dim={dim}"
-        )
+        raise ValueError(f"`dim` must be divisible by 4 for 2-D sin-cos encodings. Received: dim={dim}")
     quarter = dim // 4
     omega = ops.cast(ops.arange(quarter), "float32") / max(quarter - 1, 1)
     omega = 1.0 / (max_wavelength**omega)
@@ -95,8 +93,7 @@ class PositionalEncoding(keras.layers.Layer):
             raise ValueError(f"`kind` must be one of {_KINDS}. Received: kind={kind!r}")
         if kind == "learned" and (not isinstance(max_length, int) or max_length < 1):
             raise ValueError(
-                "`max_length` must be a positive integer for kind='learned'. "
-                f"Received: max_length={max_length}"
+                f"`max_length` must be a positive integer for kind='learned'. Received: max_length={max_length}"
             )
         self.kind = kind
         self.max_length = max_length
@@ -129,9 +126,7 @@ class PositionalEncoding(keras.layers.Layer):
             return ops.reshape(pe, (1, shape[1], shape[2], dim))
         length = inputs.shape[1]
         if length is not None and length > self.max_length:
-            raise ValueError(
-                f"The sequence length {length} exceeds `max_length={self.max_length}`."
-            )
+            raise ValueError(f"The sequence length {length} exceeds `max_length={self.max_length}`.")
         return ops.cast(self.embeddings[None, : shape[1]], inputs.dtype)
 
     def call(self, inputs):

@@ -85,9 +85,7 @@ class TokenEmbedding(keras.layers.Layer):
                 "vocabulary_size": self.vocabulary_size,
                 "hidden_dim": self.hidden_dim,
                 "scale_by_sqrt_dim": self.scale_by_sqrt_dim,
-                "embeddings_initializer": keras.initializers.serialize(
-                    self.embeddings_initializer
-                ),
+                "embeddings_initializer": keras.initializers.serialize(self.embeddings_initializer),
             }
         )
         return config

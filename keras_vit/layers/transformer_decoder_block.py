@@ -98,24 +98,19 @@ class TransformerDecoderBlock(keras.layers.Layer):
             dtype=self.dtype_policy,
         )
         self.self_attention = MultiHeadSelfAttention(num_heads, name="self_attention", **kw)
-        self.cross_attention = MultiHeadSelfAttention(
-            num_heads, cross_attention=True, name="cross_attention", **kw
-        )
+        self.cross_attention = MultiHeadSelfAttention(num_heads, cross_attention=True, name="cross_attention", **kw)
 
     def build(self, inputs_shape, encoder_outputs_shape=None):
         input_shape = inputs_shape
         if len(input_shape) != 3:
             raise ValueError(
-                "TransformerDecoderBlock expects (batch, tokens, dim) inputs. "
-                f"Received: input_shape={input_shape}"
+                f"TransformerDecoderBlock expects (batch, tokens, dim) inputs. Received: input_shape={input_shape}"
             )
         kw = dict(dtype=self.dtype_policy)
         self.self_attention.build(input_shape)
         self.cross_attention.build(input_shape, encoder_outputs_shape or input_shape)
         for i in (1, 2, 3):
-            norm = keras.layers.LayerNormalization(
-                epsilon=self.layer_norm_epsilon, name=f"norm{i}", **kw
-            )
+            norm = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name=f"norm{i}", **kw)
             norm.build(input_shape)
             setattr(self, f"norm{i}", norm)
         self.mlp = MLP(
@@ -132,9 +127,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
     def initial_cache(self, batch_size, max_length, dtype=None):
         """An empty self-attention cache `(B, 2, max_length, h, d_k)`."""
         a = self.self_attention
-        return ops.zeros(
-            (batch_size, 2, max_length, a.num_heads, a._head_dim), dtype or self.compute_dtype
-        )
+        return ops.zeros((batch_size, 2, max_length, a.num_heads, a._head_dim), dtype or self.compute_dtype)
 
     def compute_cross_attention_cache(self, encoder_outputs):
         """Projected encoder keys and values `(B, 2, S, h, d_k)`."""
@@ -161,9 +154,7 @@ class TransformerDecoderBlock(keras.layers.Layer):
         training=None,
     ):
         if encoder_outputs is None and cross_attention_cache is None:
-            raise ValueError(
-                "`encoder_outputs` or `cross_attention_cache` is required. Received neither."
-            )
+            raise ValueError("`encoder_outputs` or `cross_attention_cache` is required. Received neither.")
 
         def self_attn(x):
             out = self.self_attention(

@@ -12,7 +12,6 @@ import keras
 import numpy as np
 
 
-
 def load_parallel_text(source_path, target_path, limit=None):
     """Sentence pairs from two aligned text files, one sentence per line.
 
@@ -54,9 +53,7 @@ def load_tfds_translation(name, split="train", source_key=None, target_key=None,
     if source_key is None or target_key is None:
         keys = builder.info.supervised_keys
         if keys is None:
-            raise ValueError(
-                f"Dataset {name!r} has no supervised keys; pass source_key and target_key."
-            )
+            raise ValueError(f"Dataset {name!r} has no supervised keys; pass source_key and target_key.")
         source_key = source_key or keys[0]
         target_key = target_key or keys[1]
     builder.download_and_prepare()
@@ -94,15 +91,14 @@ class TokenBatches(keras.utils.PyDataset):
             distinct shapes to compile).
     """
 
-    def __init__(self, source_ids, target_ids, tokens_per_batch=4096, shuffle=True, pad_id=0,
-                 pad_multiple=8, seed=0, **kwargs):
+    def __init__(
+        self, source_ids, target_ids, tokens_per_batch=4096, shuffle=True, pad_id=0, pad_multiple=8, seed=0, **kwargs
+    ):
         super().__init__(**kwargs)
         self.source_ids, self.target_ids = source_ids, target_ids
         self.pad_id, self.shuffle, self.pad_multiple = pad_id, shuffle, pad_multiple
         self.rng = np.random.default_rng(seed)
-        order = sorted(
-            range(len(source_ids)), key=lambda i: (len(target_ids[i]), len(source_ids[i]))
-        )
+        order = sorted(range(len(source_ids)), key=lambda i: (len(target_ids[i]), len(source_ids[i])))
         self.batches, current, width = [], [], 0
         for i in order:
             w = max(width, self._round(len(source_ids[i])), self._round(len(target_ids[i]) - 1))
@@ -155,4 +151,3 @@ class TokenBatches(keras.utils.PyDataset):
         )
         ds = ds.apply(tf.data.experimental.assert_cardinality(len(self)))
         return ds.prefetch(2)
-

@@ -87,9 +87,7 @@ class _Decoder:
         self.enc, self.mask = enc, mask
         self.index = 0
         if use_cache:
-            self.self_caches, self.cross_caches = self.fns["init"](
-                enc, ops.zeros((max_length,), "int32")
-            )
+            self.self_caches, self.cross_caches = self.fns["init"](enc, ops.zeros((max_length,), "int32"))
 
     def next_logits(self, prefix):
         """Logits `(N, V)` of the token after `prefix` `(N, index + 1)`, as NumPy."""
@@ -108,9 +106,7 @@ class _Decoder:
 
     def reorder(self, parents):
         if self.use_cache:
-            self.self_caches = self.fns["reorder"](
-                self.self_caches, ops.convert_to_tensor(parents, "int32")
-            )
+            self.self_caches = self.fns["reorder"](self.self_caches, ops.convert_to_tensor(parents, "int32"))
 
 
 def _check(max_length, beam_size):
@@ -163,17 +159,22 @@ def generate(
     _check(max_length, beam_size)
     encoder_inputs = np.asarray(encoder_inputs)
     if encoder_inputs.ndim != 2:
-        raise ValueError(
-            f"`encoder_inputs` must be (batch, length). Received: shape={encoder_inputs.shape}"
-        )
+        raise ValueError(f"`encoder_inputs` must be (batch, length). Received: shape={encoder_inputs.shape}")
     if forbidden_ids is None:
         forbidden_ids = sorted({model.padding_id, start_id})
     forbidden_ids = list(forbidden_ids)
     if beam_size == 1:
         return _greedy(model, encoder_inputs, max_length, start_id, end_id, use_cache, forbidden_ids)
     return _beam(
-        model, encoder_inputs, max_length, beam_size, length_penalty, start_id, end_id,
-        use_cache, forbidden_ids,
+        model,
+        encoder_inputs,
+        max_length,
+        beam_size,
+        length_penalty,
+        start_id,
+        end_id,
+        use_cache,
+        forbidden_ids,
     )
 
 

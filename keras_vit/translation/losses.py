@@ -10,7 +10,6 @@ import keras
 from keras import ops
 
 
-
 @keras.saving.register_keras_serializable(package="keras_vit")
 class LabelSmoothedCrossEntropy(keras.losses.Loss):
     """Cross-entropy against label-smoothed targets, padding ignored.
@@ -26,13 +25,12 @@ class LabelSmoothedCrossEntropy(keras.losses.Loss):
         from_logits: bool, whether `y_pred` are logits (else probabilities).
     """
 
-    def __init__(self, label_smoothing=0.1, padding_id=0, from_logits=True,
-                 name="label_smoothed_cross_entropy", **kwargs):
+    def __init__(
+        self, label_smoothing=0.1, padding_id=0, from_logits=True, name="label_smoothed_cross_entropy", **kwargs
+    ):
         super().__init__(name=name, **kwargs)
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(
-                f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing}"
-            )
+            raise ValueError(f"`label_smoothing` must be in [0, 1). Received: label_smoothing={label_smoothing}")
         self.label_smoothing = label_smoothing
         self.padding_id = padding_id
         self.from_logits = from_logits
@@ -91,20 +89,14 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
 
     def __init__(self, hidden_dim, warmup_steps=4000, scale=1.0):
         if not isinstance(warmup_steps, int) or warmup_steps < 1:
-            raise ValueError(
-                f"`warmup_steps` must be a positive integer. Received: warmup_steps={warmup_steps}"
-            )
+            raise ValueError(f"`warmup_steps` must be a positive integer. Received: warmup_steps={warmup_steps}")
         self.hidden_dim = hidden_dim
         self.warmup_steps = warmup_steps
         self.scale = scale
 
     def __call__(self, step):
         step = ops.cast(step, "float32") + 1.0
-        return (
-            self.scale
-            * self.hidden_dim**-0.5
-            * ops.minimum(ops.power(step, -0.5), step * self.warmup_steps**-1.5)
-        )
+        return self.scale * self.hidden_dim**-0.5 * ops.minimum(ops.power(step, -0.5), step * self.warmup_steps**-1.5)
 
     def get_config(self):
         return {"hidden_dim": self.hidden_dim, "warmup_steps": self.warmup_steps, "scale": self.scale}
@@ -120,4 +112,3 @@ def compile_translator(model, warmup_steps=4000, learning_rate_scale=1.0, label_
         metrics=[masked_accuracy],
     )
     return model
-

@@ -74,9 +74,7 @@ class SubwordTokenizer:
             raise ValueError(f"`model` must be one of {_MODELS}. Received: model={model!r}")
         tokenizer.normalizer = normalizers.Sequence(norm)
         # Metaspace marks word starts with "▁", so decoding restores the spacing exactly.
-        tokenizer.pre_tokenizer = pre_tokenizers.Sequence(
-            [pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()]
-        )
+        tokenizer.pre_tokenizer = pre_tokenizers.Sequence([pre_tokenizers.Metaspace(), pre_tokenizers.Punctuation()])
         tokenizer.decoder = decoders.Metaspace()
         tokenizer.train_from_iterator(list(texts), trainer=trainer)
         return cls(tokenizer)

@@ -5,15 +5,13 @@ BLEU is sacreBLEU's, on detokenized, cased text.
 
 import time
 
-import numpy as np
-
 import keras
+import numpy as np
 
 from keras_vit.translation.data import TokenBatches, pad_sequences
 from keras_vit.translation.decoding import generate
 from keras_vit.translation.losses import compile_translator
 from keras_vit.translation.tokenizer import SubwordTokenizer
-
 
 
 def encode_pairs(tokenizer, sources, targets, max_tokens=None, target_tokenizer=None):
@@ -27,8 +25,7 @@ def encode_pairs(tokenizer, sources, targets, max_tokens=None, target_tokenizer=
     return src, tgt
 
 
-def translate(model, sentences, beam_size=4, length_penalty=0.6, max_length=None,
-              batch_size=64, use_cache=True):
+def translate(model, sentences, beam_size=4, length_penalty=0.6, max_length=None, batch_size=64, use_cache=True):
     """Translates a list of sentences with a translator that carries its tokenizers.
 
     Args:
@@ -55,8 +52,14 @@ def translate(model, sentences, beam_size=4, length_penalty=0.6, max_length=None
         src = pad_sequences(batch, max(map(len, batch)), model.padding_id)
         length = max_length or src.shape[1] + 50
         out = generate(
-            model, src, max_length=length, beam_size=beam_size, length_penalty=length_penalty,
-            start_id=target_tok.bos_id, end_id=target_tok.eos_id, use_cache=use_cache,
+            model,
+            src,
+            max_length=length,
+            beam_size=beam_size,
+            length_penalty=length_penalty,
+            start_id=target_tok.bos_id,
+            end_id=target_tok.eos_id,
+            use_cache=use_cache,
         )
         for i, row in zip(rows, out):
             outputs[i] = target_tok.decode(list(row))
@@ -140,6 +143,12 @@ def train_translator(
     callbacks = [_TimeLimit(time_limit, start)]
     if checkpoint:
         callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=False))
-    history = model.fit(train.for_fit(), validation_data=val and val.for_fit(), epochs=epochs,
-                        callbacks=callbacks, verbose=verbose, shuffle=False)
+    history = model.fit(
+        train.for_fit(),
+        validation_data=val and val.for_fit(),
+        epochs=epochs,
+        callbacks=callbacks,
+        verbose=verbose,
+        shuffle=False,
+    )
     return model, history
