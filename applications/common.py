@@ -168,7 +168,8 @@ def classifier(x, include_top, pooling, classes, classifier_activation, dropout)
         x = keras.layers.Dropout(dropout, name="head_drop")(x)
         x = keras.layers.Dense(classes, name="head")(x)
         if classifier_activation is not None:
-            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+            # float32 probabilities under mixed precision, as the Keras mixed-precision guide advises.
+            x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
     return x
 
 

@@ -200,7 +200,8 @@ def build_vit(
             x_dist = keras.layers.Dense(classes, name="head_dist")(x_dist)
             x = keras.layers.Average(name="head_average")([x, x_dist])
         if classifier_activation is not None:
-            x = keras.layers.Activation(classifier_activation, name="predictions")(x)
+            # float32 probabilities under mixed precision, as the Keras mixed-precision guide advises.
+            x = keras.layers.Activation(classifier_activation, dtype="float32", name="predictions")(x)
     return build_model(inputs, x, input_tensor, weights, name)
 
 

@@ -175,6 +175,19 @@ def test_interpolation_matches_timm_resample_fixture():
         assert_close(got, ref[f"kernel_{new}"], f"patch kernel {new}x{new}")
 
 
+def test_on_the_fly_resampling_matches_timm_on_every_backend():
+    """`PatchEncoder`'s on-the-fly resize of E_pos is timm's `resample_abs_pos_embed`, shrinking included."""
+    from keras import ops
+
+    from keras_vit.layers import resample_position_embedding
+
+    _, ref = fixture("timm_resample")
+    pos = ref["pos"]
+    for new in (12, 3, 7):
+        got = ops.convert_to_numpy(resample_position_embedding(pos, (new, new), num_prefix_tokens=1))
+        assert_close(got, ref[f"pos_{new}"], f"on-the-fly pos {new}x{new}")
+
+
 def test_resample_returns_input_when_grid_matches():
     pos = np.random.rand(1, 17, 4).astype(np.float32)
     assert convert.resample_abs_pos_embed(pos, (4, 4)) is pos

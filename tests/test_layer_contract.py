@@ -7,12 +7,13 @@ checked for:
 1. config round trip, and `get_config()` keys being exactly its `__init__`
    arguments (plus the base `Layer` keys);
 2. `compute_output_shape` equal to the shape of a real (eager) call;
-3. a symbolic call on `keras.Input` giving the eager call's structure and shapes;
+3. a symbolic call on `keras.Input` giving the eager call's structure, shapes
+   and dtypes;
 4. a `.keras` round trip inside a functional model, reloaded in a fresh
    interpreter that only imports `keras_vit` (one subprocess for all layers),
    giving the original outputs;
-5. mixed precision (`mixed_float16`, `mixed_bfloat16`): outputs in the compute
-   dtype, variables in float32.
+5. mixed precision (`mixed_float16`, `mixed_bfloat16`): outputs, eager and
+   symbolic, in the compute dtype, variables in float32.
 
 `test_every_public_layer_has_a_case` makes a new layer without an entry fail.
 """
@@ -221,60 +222,10 @@ CASES = [
 CASES_BY_ID = {case.id: case for case in CASES}
 assert len(CASES_BY_ID) == len(CASES), "case ids must be unique"
 
-# Known contract failures in files this test's author may not edit, as
-# {(case id, check): reason}; each becomes a strict xfail, so a fix turns it red
-# until the entry is removed.
-_MLP_DROPOUT = "mlp.py: MLP's Dropout is built without dtype=self.dtype_policy, so it casts to float32"
-_MHSA_DROPOUT = (
-    "multi_head_self_attention.py: attn_drop/proj_drop Dropouts are built without "
-    "dtype=self.dtype_policy, so the output is cast to float32"
-)
-_BLOCK_DROP_PATH = "transformer_block.py: DropPath drop_path1/2 built without dtype=self.dtype_policy"
-_TT_DROPOUT = "token_transformer.py: Dropout `drop` built without dtype=self.dtype_policy"
-_SCORES_SPEC = (
-    "{}: compute_output_shape sees shapes only, so a symbolic call with "
-    "return_attention_scores=True returns one KerasTensor; needs compute_output_spec"
-)
-_DECODER_SHAPE_ARG = (
-    "transformer_decoder_block.py: compute_output_shape's first argument is `input_shape`, "
-    "but Keras requires `inputs_shape` (call argument `inputs`) when there are several"
-)
-KNOWN_FAILURES = {
-    ("mlp", "mixed_precision"): _MLP_DROPOUT,
-    ("mhsa", "mixed_precision"): _MHSA_DROPOUT,
-    ("mhsa_scores", "mixed_precision"): _MHSA_DROPOUT,
-    ("mhsa_cross", "mixed_precision"): _MHSA_DROPOUT,
-    ("mhsa_scores", "symbolic"): _SCORES_SPEC.format("multi_head_self_attention.py"),
-    ("re_attention", "mixed_precision"): _MHSA_DROPOUT,
-    ("re_attention_scores", "mixed_precision"): _MHSA_DROPOUT,
-    ("re_attention_scores", "symbolic"): _SCORES_SPEC.format("multi_head_self_attention.py"),
-    ("re_attention_block", "mixed_precision"): "; ".join([_MHSA_DROPOUT, _MLP_DROPOUT, _BLOCK_DROP_PATH]),
-    ("token_performer", "mixed_precision"): _MLP_DROPOUT,
-    ("token_transformer", "mixed_precision"): "; ".join([_TT_DROPOUT, _MLP_DROPOUT]),
-    ("token_transformer_scores", "mixed_precision"): "; ".join([_TT_DROPOUT, _MLP_DROPOUT]),
-    ("token_transformer_scores", "symbolic"): _SCORES_SPEC.format("token_transformer.py"),
-    ("transformer_block", "mixed_precision"): "; ".join([_MHSA_DROPOUT, _MLP_DROPOUT, _BLOCK_DROP_PATH]),
-    ("transformer_block_scores", "mixed_precision"): "; ".join([_MHSA_DROPOUT, _MLP_DROPOUT, _BLOCK_DROP_PATH]),
-    ("transformer_block_scores", "symbolic"): _SCORES_SPEC.format("transformer_block.py"),
-    ("transformer_decoder_block", "compute_output_shape"): _DECODER_SHAPE_ARG,
-    ("transformer_decoder_block", "symbolic"): _DECODER_SHAPE_ARG,
-    ("transformer_decoder_block", "saving"): _DECODER_SHAPE_ARG,
-    # Post-norm: the last LayerNorm casts back to the compute dtype, except on
-    # TensorFlow, where float16 + float32 raises first.
-    ("transformer_decoder_block", "mixed_precision"): ("; ".join([_MHSA_DROPOUT, _MLP_DROPOUT]), ("tensorflow",)),
-    ("transformer_decoder_block_scores", "symbolic"): _DECODER_SHAPE_ARG,
-    ("transformer_decoder_block_scores", "saving"): _DECODER_SHAPE_ARG,
-    ("transformer_decoder_block_scores", "mixed_precision"): "; ".join([_MHSA_DROPOUT, _MLP_DROPOUT]),
-    ("window_attention", "mixed_precision"): _MHSA_DROPOUT,
-    ("window_attention_scores", "mixed_precision"): _MHSA_DROPOUT,
-    ("window_attention_scores", "symbolic"): _SCORES_SPEC.format("window_attention.py"),
-    ("pooling_attention", "mixed_precision"): _MHSA_DROPOUT,
-    ("pooling_attention_scores", "mixed_precision"): _MHSA_DROPOUT,
-    ("pooling_attention_scores", "symbolic"): _SCORES_SPEC.format("pooling_attention.py"),
-    # MultiScaleBlock.compute_output_spec takes its scores from PoolingAttention's.
-    ("multiscale_block_scores", "symbolic"): _SCORES_SPEC.format("pooling_attention.py"),
-    ("multiscale_block_scores", "saving"): _SCORES_SPEC.format("pooling_attention.py"),
-}
+# Known contract failures, as {(case id, check): reason} or
+# {(case id, check): (reason, backends)}; each becomes a strict xfail, so a fix
+# turns it red until the entry is removed.
+KNOWN_FAILURES = {}
 
 
 CHECKS = ("config", "compute_output_shape", "symbolic", "saving", "mixed_precision")
@@ -327,6 +278,10 @@ def run_model(model, inputs):
 
 def shapes_of(outputs):
     return keras.tree.map_structure(lambda x: tuple(x.shape), outputs)
+
+
+def dtypes_of(outputs):
+    return [keras.backend.standardize_dtype(x.dtype) for x in keras.tree.flatten(outputs)]
 
 
 def public_layer_classes():
@@ -408,15 +363,17 @@ def test_compute_output_shape(case):
         assert tuple(shape) == (batch, *expected[1:])
 
 
-# 3. A symbolic call gives the real call's structure and shapes.
+# 3. A symbolic call gives the real call's structure, shapes and dtypes.
 @pytest.mark.parametrize("case", cases("symbolic"))
 def test_symbolic_call(case):
-    real = shapes_of(call_layer(case.cls(**case.init_kwargs), case, case.make_inputs()))
+    real_outputs = call_layer(case.cls(**case.init_kwargs), case, case.make_inputs())
+    real = shapes_of(real_outputs)
     symbolic = case.call(case.cls(**case.init_kwargs), case.symbolic_inputs())
     for out in keras.tree.flatten(symbolic):
         assert isinstance(out, keras.KerasTensor), type(out)
     unknown_batch = keras.tree.map_shape_structure(lambda s: (None, *s[1:]), real)
     assert keras.tree.map_shape_structure(tuple, shapes_of(symbolic)) == unknown_batch
+    assert dtypes_of(symbolic) == dtypes_of(real_outputs)
 
 
 # 4. `.keras` round trip in a functional model, reloaded in a fresh interpreter.
@@ -515,3 +472,6 @@ def test_mixed_precision(case, policy):
         if "float" in weight.dtype:
             assert weight.dtype == "float32", weight.path
     assert layer.get_config()["dtype"]["config"]["name"] == policy
+    # A functional model sees the dtypes that the real call returns.
+    symbolic = case.call(case.cls(**case.init_kwargs, dtype=policy), case.symbolic_inputs())
+    assert dtypes_of(symbolic) == [compute_dtype] * len(keras.tree.flatten(outputs))

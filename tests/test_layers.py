@@ -154,7 +154,9 @@ class TestMultiHeadSelfAttention:
         assert fused_calls == [1]  # no hook: the fused kernel, nothing else
         np.testing.assert_allclose(out, ref_out, atol=ATOL)
         seen = []
-        layer.attention_probs_hook = lambda maps, masked: seen.append((ops.convert_to_numpy(maps), masked)) or maps
+        layer.attention_probs_hook = lambda maps, masked: (
+            seen.append((ops.convert_to_numpy(ops.stop_gradient(maps)), masked)) or maps
+        )
         hooked = ops.convert_to_numpy(layer(x))
         assert fused_calls == [1]  # the hook takes the explicit path
         np.testing.assert_allclose(hooked, out, atol=ATOL)  # same outputs as the fused path
@@ -166,7 +168,7 @@ class TestMultiHeadSelfAttention:
         # What the hook returns weights V: A' = A + Δ changes the output by (Δ V) W^O.
         delta = np.zeros((2, 2, 5, 5), "float32")
         delta[0, 1, 2, 3] = 0.5
-        layer.attention_probs_hook = lambda maps, masked: maps + delta
+        layer.attention_probs_hook = lambda maps, masked: maps + ops.convert_to_tensor(delta, dtype=maps.dtype)
         shifted = ops.convert_to_numpy(layer(x))
         w, bias = [np.asarray(v) for v in layer.qkv.weights]
         v = (x @ w + bias).reshape(2, 5, 3, 2, 4)[:, :, 2]

@@ -1,3 +1,4 @@
+import keras
 import numpy as np
 import pytest
 from keras import ops
@@ -56,6 +57,33 @@ def test_cached_steps_equal_full_pass(norm_first):
             cache_update_index=t,
         )
         np.testing.assert_allclose(ops.convert_to_numpy(out)[:, 0], full[:, t], atol=1e-5)
+
+
+def test_cached_step_in_a_functional_model_returns_scores_and_cache():
+    # A symbolic decoding step describes all three outputs (the block, the
+    # cross-attention scores, the updated self-attention cache).
+    block = _block()
+    step = keras.Input((1, 8), name="step")
+    self_cache = keras.Input((2, 6, 2, 4), name="self_cache")
+    cross_cache = keras.Input((2, 4, 2, 4), name="cross_cache")
+    outputs = block(
+        step,
+        self_attention_cache=self_cache,
+        cross_attention_cache=cross_cache,
+        cache_update_index=2,
+        return_attention_scores=True,
+    )
+    assert [tuple(o.shape) for o in outputs] == [(None, 1, 8), (None, 2, 1, 4), (None, 2, 6, 2, 4)]
+    model = keras.Model([step, self_cache, cross_cache], outputs)
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 1, 8)).astype("float32")
+    cache = rng.normal(size=(2, 2, 6, 2, 4)).astype("float32")
+    cross = ops.convert_to_numpy(block.compute_cross_attention_cache(rng.normal(size=(2, 4, 6)).astype("float32")))
+    eager = block(
+        x, self_attention_cache=cache, cross_attention_cache=cross, cache_update_index=2, return_attention_scores=True
+    )
+    for got, expected in zip(model([x, cache, cross]), eager):
+        np.testing.assert_allclose(ops.convert_to_numpy(got), ops.convert_to_numpy(expected), atol=1e-6)
 
 
 def test_cross_attention_scores_are_alignments():

@@ -216,3 +216,19 @@ class TestBadInput:
         again = VisionTransformer(**TINY, classes=3, weights=path)
         x = images()
         np.testing.assert_allclose(ops.convert_to_numpy(again(x)), ops.convert_to_numpy(model(x)), atol=1e-6)
+
+
+def test_mixed_precision_computes_in_float16_and_returns_float32_probabilities():
+    policy = keras.config.dtype_policy()
+    keras.config.set_dtype_policy("mixed_float16")
+    try:
+        model = VisionTransformer(
+            input_shape=(16, 16, 3), patch_size=4, hidden_dim=32, depth=1, num_heads=2, mlp_dim=32, classes=5
+        )
+    finally:
+        keras.config.set_dtype_policy(policy)
+    assert model.get_layer("block_0").compute_dtype == "float16"
+    assert model.get_layer("head").compute_dtype == "float16"
+    probs = keras.ops.convert_to_numpy(model(np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")))
+    assert probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)

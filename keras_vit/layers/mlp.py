@@ -60,7 +60,7 @@ class MLP(keras.layers.Layer):
         self.fc1.build(input_shape)
         self.fc2 = keras.layers.Dense(self.output_dim or input_shape[-1], name="fc2", **kw)
         self.fc2.build((*input_shape[:-1], self.mlp_dim))
-        self.drop = keras.layers.Dropout(self.dropout, name="drop")
+        self.drop = keras.layers.Dropout(self.dropout, name="drop", dtype=self.dtype_policy)
         self.built = True
 
     def call(self, inputs, training=None):

@@ -216,8 +216,8 @@ class MultiHeadSelfAttention(keras.layers.Layer):
             self.qkv.build(input_shape)
         self.proj = keras.layers.Dense(self._output_dim, name="proj", **kw)
         self.proj.build((None, None, inner))
-        self.attn_drop = keras.layers.Dropout(self.attention_dropout, name="attn_drop")
-        self.proj_drop = keras.layers.Dropout(self.proj_dropout, name="proj_drop")
+        self.attn_drop = keras.layers.Dropout(self.attention_dropout, name="attn_drop", dtype=self.dtype_policy)
+        self.proj_drop = keras.layers.Dropout(self.proj_dropout, name="proj_drop", dtype=self.dtype_policy)
         self.built = True
 
     def _split_heads(self, x, parts):
@@ -390,6 +390,37 @@ class MultiHeadSelfAttention(keras.layers.Layer):
 
     def compute_output_shape(self, inputs_shape, context_shape=None):
         return (*inputs_shape[:-1], self.output_dim or inputs_shape[-1])
+
+    def compute_output_spec(
+        self,
+        inputs,
+        context=None,
+        attention_mask=None,
+        attention_bias=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+        cache=None,
+        cache_update_index=None,
+    ):
+        # Keras passes `compute_output_shape` the input shapes only; the
+        # scores and the cache that the call returns beside the output are
+        # described here, so a functional model keeps them.
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        outputs = (output,)
+        if return_attention_scores:
+            if cache is not None:
+                keys = cache.shape[2]
+            elif context is not None:
+                keys = context.shape[1]
+            else:
+                keys = inputs.shape[1]
+            # The explicit kernel casts the softmax back to the dtype of Q, the compute dtype.
+            shape = (inputs.shape[0], self.num_heads, inputs.shape[1], keys)
+            outputs += (keras.KerasTensor(shape, dtype=self.compute_dtype),)
+        if cache is not None:
+            outputs += (keras.KerasTensor(cache.shape, dtype=cache.dtype),)
+        return outputs if len(outputs) > 1 else output
 
     def get_config(self):
         config = super().get_config()

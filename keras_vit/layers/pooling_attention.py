@@ -107,6 +107,13 @@ class PoolingAttention(keras.layers.Layer):
         self.layer_norm_epsilon = layer_norm_epsilon
         self.kernel_initializer = keras.initializers.get(kernel_initializer)
 
+    def _pooled_grid(self, height, width, stride):
+        """`(H', W')` of a `height × width` map pooled with `stride`."""
+        # A 1×1 stride-1 pooling is the identity: the reference then skips it and its norm.
+        if self._kernel == (1, 1) and stride == (1, 1):
+            return (height, width)
+        return tuple(_pooled_size(r, k, s) for r, k, s in zip((height, width), self._kernel, stride))
+
     def build(self, input_shape):
         if len(input_shape) != 4 or None in tuple(input_shape[1:]):
             raise ValueError(
@@ -133,18 +140,17 @@ class PoolingAttention(keras.layers.Layer):
             **kw,
         )
         self.attention.build((None, None, channels))
-        # A 1×1 stride-1 pooling is the identity: the reference then skips it and its norm.
+        # The identity pooling (see `_pooled_grid`) has no convolution and no norm.
         identity_kernel = self._kernel == (1, 1)
         self._sizes = {}
         for part, stride in (("q", self._stride_q), ("kv", self._stride_kv)):
             names = ("q",) if part == "q" else ("k", "v")
+            self._sizes[part] = self._pooled_grid(height, width, stride)
             if identity_kernel and stride == (1, 1):
                 for name in names:
                     setattr(self, f"pool_{name}", None)
                     setattr(self, f"norm_{name}", None)
-                self._sizes[part] = (height, width)
                 continue
-            self._sizes[part] = tuple(_pooled_size(r, k, s) for r, k, s in zip((height, width), self._kernel, stride))
             for name in names:
                 pool = keras.layers.DepthwiseConv2D(
                     self._kernel, strides=stride, padding="valid", use_bias=False, name=f"pool_{name}", **kw
@@ -228,11 +234,19 @@ class PoolingAttention(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         batch, height, width, channels = input_shape
-        if self._kernel == (1, 1) and self._stride_q == (1, 1):
-            size = (height, width)
-        else:
-            size = tuple(_pooled_size(r, k, s) for r, k, s in zip((height, width), self._kernel, self._stride_q))
-        return (batch, *size, self.output_dim or channels)
+        return (batch, *self._pooled_grid(height, width, self._stride_q), self.output_dim or channels)
+
+    def compute_output_spec(self, inputs, return_attention_scores=False, training=None):
+        # Keras passes `compute_output_shape` the input shapes only; the
+        # scores that `return_attention_scores` adds are described here.
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        batch, height, width = inputs.shape[:3]
+        (q_h, q_w), (k_h, k_w) = (self._pooled_grid(height, width, s) for s in (self._stride_q, self._stride_kv))
+        # Q is pooled and normalised in the compute dtype, and the softmax is cast back to it.
+        scores = keras.KerasTensor((batch, self.num_heads, q_h * q_w, k_h * k_w), dtype=self.compute_dtype)
+        return output, scores
 
     def get_config(self):
         config = super().get_config()

@@ -112,7 +112,7 @@ class TokenTransformer(keras.layers.Layer):
         if self.output_projection:
             self.proj = keras.layers.Dense(width, name="proj", **kw)
             self.proj.build(out_shape)
-        self.drop = keras.layers.Dropout(self.dropout, name="drop")
+        self.drop = keras.layers.Dropout(self.dropout, name="drop", **kw)
         self.norm2 = keras.layers.LayerNormalization(epsilon=self.layer_norm_epsilon, name="norm2", **kw)
         self.norm2.build(out_shape)
         self.mlp = MLP(max(1, int(width * self.mlp_ratio)), dropout=self.dropout, name="mlp", **kw)
@@ -145,6 +145,17 @@ class TokenTransformer(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return (*input_shape[:-1], self.output_dim or input_shape[-1])
+
+    def compute_output_spec(self, inputs, return_attention_scores=False, training=None):
+        # Keras passes `compute_output_shape` the input shapes only; the
+        # scores that `return_attention_scores` adds are described here.
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        # The explicit kernel casts the softmax back to the dtype of Q, the compute dtype.
+        batch, tokens = inputs.shape[:2]
+        scores = keras.KerasTensor((batch, self.num_heads, tokens, tokens), dtype=self.compute_dtype)
+        return output, scores
 
     def get_config(self):
         config = super().get_config()

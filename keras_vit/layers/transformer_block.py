@@ -116,8 +116,8 @@ class TransformerBlock(keras.layers.Layer):
             **kw,
         )
         self.mlp.build(input_shape)
-        self.drop_path1 = DropPath(self.drop_path, name="drop_path1")
-        self.drop_path2 = DropPath(self.drop_path, name="drop_path2")
+        self.drop_path1 = DropPath(self.drop_path, name="drop_path1", **kw)
+        self.drop_path2 = DropPath(self.drop_path, name="drop_path2", **kw)
         if self.layer_scale_init is not None:
             self.layer_scale1 = LayerScale(self.layer_scale_init, name="layer_scale1", **kw)
             self.layer_scale1.build(input_shape)
@@ -164,6 +164,23 @@ class TransformerBlock(keras.layers.Layer):
 
     def compute_output_shape(self, input_shape):
         return input_shape
+
+    def compute_output_spec(
+        self,
+        inputs,
+        attention_mask=None,
+        attention_bias=None,
+        use_causal_mask=False,
+        return_attention_scores=False,
+        training=None,
+    ):
+        # Keras passes `compute_output_shape` the input shapes only; the
+        # scores that `return_attention_scores` adds are the attention's.
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        if not return_attention_scores:
+            return output
+        _, scores = self.attention.compute_output_spec(inputs, return_attention_scores=True)
+        return output, scores
 
     def get_config(self):
         config = super().get_config()

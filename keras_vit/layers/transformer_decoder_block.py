@@ -190,8 +190,37 @@ class TransformerDecoderBlock(keras.layers.Layer):
             outputs += (new_cache[0],)
         return outputs if len(outputs) > 1 else x
 
-    def compute_output_shape(self, input_shape, encoder_outputs_shape=None):
-        return input_shape
+    def compute_output_shape(self, inputs_shape, encoder_outputs_shape=None):
+        return tuple(inputs_shape)
+
+    def compute_output_spec(
+        self,
+        inputs,
+        encoder_outputs=None,
+        decoder_padding_mask=None,
+        encoder_padding_mask=None,
+        self_attention_cache=None,
+        cross_attention_cache=None,
+        cache_update_index=None,
+        return_attention_scores=False,
+        training=None,
+    ):
+        # Keras passes `compute_output_shape` the input shapes only; the
+        # cross-attention scores and the self-attention cache that the call
+        # returns beside the output are described here.
+        output = keras.KerasTensor(self.compute_output_shape(inputs.shape), dtype=self.compute_dtype)
+        outputs = (output,)
+        if return_attention_scores:
+            _, scores, *_ = self.cross_attention.compute_output_spec(
+                inputs,
+                context=None if cross_attention_cache is not None else encoder_outputs,
+                return_attention_scores=True,
+                cache=cross_attention_cache,
+            )
+            outputs += (scores,)
+        if self_attention_cache is not None:
+            outputs += (keras.KerasTensor(self_attention_cache.shape, dtype=self_attention_cache.dtype),)
+        return outputs if len(outputs) > 1 else output
 
     def get_config(self):
         config = super().get_config()

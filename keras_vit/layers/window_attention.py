@@ -141,6 +141,11 @@ class WindowAttention(keras.layers.Layer):
     def compute_output_shape(self, input_shape):
         return tuple(input_shape)
 
+    def compute_output_spec(self, inputs, attention_mask=None, return_attention_scores=False, training=None):
+        # Keras passes `compute_output_shape` the input shapes only; the
+        # scores that `return_attention_scores` adds are the attention's.
+        return self.attention.compute_output_spec(inputs, return_attention_scores=return_attention_scores)
+
     def get_config(self):
         config = super().get_config()
         config.update(
