@@ -32,6 +32,7 @@ from keras_vit.applications.common import (
 )
 from keras_vit.applications.registry import register_model
 from keras_vit.layers import PatchEncoder, TokenPooling, TransformerBlock
+from keras_vit.layers.patch_encoder import check_patch_size
 
 # Table 1 of the ViT paper (Ti and S from DeiT / timm): width D, depth L,
 # heads h and MLP size.
@@ -84,7 +85,7 @@ def patch_embedding(
 
     def embed(images):
         features = images if stem is None else stem(images)
-        patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
+        patch = check_patch_size(patch_size)
         for axis, extent, p in zip(("height", "width"), features.shape[1:3], patch):
             if extent is not None and extent % p:
                 raise ValueError(

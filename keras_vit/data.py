@@ -20,6 +20,21 @@ Everything after reading runs inside `tf.data`: scaling to [0, 1], channel
 conversion, resizing, augmentation (random crop after zero padding, and
 horizontal flip) and normalisation by a per-channel mean and standard
 deviation (computed from the training images, or given).
+
+Every source is validated once, at load, before anything trains, and a
+`ValueError` names the array (or file) and what was found:
+
+- images: finite values only; their scale follows from the dtype: uint8 is
+  [0, 255]; float images are taken as already in [0, 1] (values up to 0.5
+  outside are tolerated), and a float array with values beyond that, a
+  uint16 array or another integer array with values outside [0, 255] is an
+  error unless `value_range=(low, high)` declares the scale;
+- labels: integer class ids 0..K-1 of shape `(N,)` (or `(N, 1)`); negative,
+  non-integer or 2-D (one-hot) labels are errors, so are ids with gaps
+  ({0, 1000}) when no `class_names` declare K, and test ids the training set
+  lacks; at least 2 classes; no empty split; `x_test` only with `y_test`;
+- image folders: every file is decoded once before training, and the files
+  that cannot be read are named; a class folder without images is an error.
 """
 
 import dataclasses
@@ -32,6 +47,11 @@ _IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 # Examples read to estimate the per-channel mean and std of a large training set.
 _MAX_STAT_EXAMPLES = 20000
 _SHUFFLE_BUFFER = 20000
+# Float images are taken as scaled to [0, 1]; this much slack (resampling overshoot, noise) is
+# tolerated before the values are taken as being on another scale, such as [0, 255].
+_FLOAT_SLACK = 0.5
+# Bad image files named in an error; the rest are counted.
+_MAX_NAMED_FILES = 5
 
 
 @dataclasses.dataclass
@@ -91,6 +111,7 @@ def load(
     seed=0,
     channels=None,
     flip=None,
+    value_range=None,
 ):
     """Loads `source` as batched `tf.data` pipelines.
 
@@ -114,9 +135,19 @@ def load(
         flip: whether `augment` flips horizontally. None (default) flips
             natively three-channel images only: digits and other grayscale
             characters are not mirror-symmetric.
+        value_range: None (the scale follows from the dtype: uint8 is
+            [0, 255], float is [0, 1]) or a `(low, high)` pair declaring the
+            scale of array or tfds images, mapped linearly to [0, 1] (e.g.
+            `(0, 255)` for float pixels, `(0, 65535)` for uint16). Image
+            files are always 8-bit and take None.
 
     Returns:
         A `DataBundle`.
+
+    Raises:
+        ValueError: for invalid arguments and for data that fails the checks
+            of the module doc (non-finite or out-of-scale images, bad labels,
+            empty splits, unreadable image files).
     """
     if not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
         raise ValueError(f"`batch_size` must be a positive integer. Received: batch_size={batch_size!r}")
@@ -125,14 +156,22 @@ def load(
     if channels not in (None, 1, 3):
         raise ValueError(f"`channels` must be None, 1 or 3. Received: channels={channels!r}")
     image_size = _check_image_size(image_size)
+    value_range = _check_value_range(value_range)
 
     kind, target = _resolve(source)
     if kind == "tfds":
         splits, class_names, native_shape = _tfds_splits(target, validation_split, seed)
+        scale = _dtype_range(splits["train"].dataset.element_spec[0].dtype, source, value_range)
     elif kind == "folder":
+        if value_range is not None:
+            raise ValueError(
+                "Image files are decoded as 8-bit pixels; `value_range` applies to array and tfds sources. "
+                f"Received: value_range={value_range!r} for the image folder source={source!r}"
+            )
         splits, class_names, native_shape = _folder_splits(target, image_size, channels, validation_split, seed)
+        scale = (0.0, 255.0)
     else:
-        (x, y), (x_test, y_test), class_names = load_arrays(source)
+        (x, y), (x_test, y_test), class_names, scale = _load_arrays(source, value_range)
         native_shape = x.shape[1:] if x.ndim == 4 else (*x.shape[1:], 1)
         (x, y), (x_val, y_val) = _split_arrays(x, y, validation_split, seed)
         splits = {
@@ -140,7 +179,6 @@ def load(
             "validation": _array_split(x_val, y_val) if len(x_val) else None,
             "test": _array_split(x_test, y_test) if x_test is not None else None,
         }
-        splits["_dtype"] = x.dtype
 
     native_channels = int(native_shape[-1])
     out_channels = channels or native_channels
@@ -153,11 +191,10 @@ def load(
     input_shape = (image_size[0], image_size[1], out_channels)
     if flip is None:
         flip = native_channels == 3
-    dtype = splits.pop("_dtype", None)
-    value_scale = _value_scale(dtype if dtype is not None else splits["train"].dataset.element_spec[0].dtype)
+    low, high = scale
 
     def prepare(images, labels):
-        images = tf.cast(images, tf.float32) / value_scale
+        images = (tf.cast(images, tf.float32) - low) / (high - low)
         if images.shape.rank == 3:  # (B, H, W) grayscale arrays
             images = images[..., None]
         if images.shape[-1] != out_channels:
@@ -200,19 +237,30 @@ def load(
     )
 
 
-def load_arrays(source):
-    """Loads an in-memory source as NumPy arrays.
+def load_arrays(source, value_range=None):
+    """Loads an in-memory source as NumPy arrays, validated as `load` does.
 
     Args:
         source: `"digits"`, a `.npz` path or a folder with `train.npz` and
             `test.npz`.
+        value_range: None or the `(low, high)` scale of the images; see
+            `load`.
 
     Returns:
         `(x_train, y_train), (x_test, y_test), class_names`; images as
         stored (uint8 `(N, H, W)` or `(N, H, W, C)` for the .npz files,
         float32 in [0, 1] `(N, 8, 8, 1)` for digits), labels int32;
         `x_test`/`y_test` are None when the source has no test set.
+
+    Raises:
+        ValueError: for arrays that fail the checks of the module doc.
     """
+    arrays, test, names, _ = _load_arrays(source, _check_value_range(value_range))
+    return arrays, test, names
+
+
+def _load_arrays(source, value_range):
+    """`load_arrays`, plus the `(low, high)` image scale that maps to [0, 1]."""
     kind, target = _resolve(source)
     if kind == "digits":
         from sklearn.datasets import load_digits
@@ -222,18 +270,19 @@ def load_arrays(source):
         x = (digits.images / 16.0).astype("float32")[..., None]
         y = digits.target.astype("int32")
         x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.2, stratify=y, random_state=0)
-        return (x_train, y_train), (x_test, y_test), [str(i) for i in range(10)]
+        return (x_train, y_train), (x_test, y_test), [str(i) for i in range(10)], (0.0, 1.0)
     if kind == "npz":
-        with np.load(target, allow_pickle=False) as data:
-            arrays = {key: data[key] for key in data.files}
+        arrays = _read_npz(target)
         x, y = _require(arrays, ("x", "y"), target)
         x_test, y_test = arrays.get("x_test"), arrays.get("y_test")
+        if (x_test is None) != (y_test is None):
+            given, lacking = ("x_test", "y_test") if y_test is None else ("y_test", "x_test")
+            raise ValueError(
+                f"{target!r} has `{given}` but no `{lacking}`: a test set needs both. Received: source={target!r}"
+            )
         names = arrays.get("class_names")
     elif kind == "npz_pair":
-        arrays = {}
-        for split in ("train", "test"):
-            with np.load(os.path.join(target, f"{split}.npz"), allow_pickle=False) as data:
-                arrays[split] = {key: data[key] for key in data.files}
+        arrays = {split: _read_npz(os.path.join(target, f"{split}.npz")) for split in ("train", "test")}
         x, y = _require(arrays["train"], ("x", "y"), os.path.join(target, "train.npz"))
         x_test, y_test = _require(arrays["test"], ("x", "y"), os.path.join(target, "test.npz"))
         names = arrays["train"].get("class_names")
@@ -242,19 +291,179 @@ def load_arrays(source):
             "`load_arrays` reads in-memory sources only (digits, .npz). "
             f"Received: source={source!r}, a {kind} source; use `load`."
         )
-    if len(x) != len(y):
-        raise ValueError(f"`x` and `y` differ in length in source={source!r}: {len(x)} != {len(y)}")
     if x.ndim not in (3, 4):
         raise ValueError(
             f"`x` must have shape (N, H, W) or (N, H, W, C). Received: x.shape={x.shape} in source={source!r}"
         )
-    y = y.astype("int32").reshape(-1)
-    if y_test is not None:
-        y_test = y_test.astype("int32").reshape(-1)
+    if x_test is not None and x_test.shape[1:] != x.shape[1:]:
+        raise ValueError(
+            f"`x_test` must have the image shape of `x`, {x.shape[1:]}. "
+            f"Received: x_test.shape={x_test.shape} in source={source!r}"
+        )
+    scale = _image_range(x, "x", source, value_range)
+    if x_test is not None and _image_range(x_test, "x_test", source, value_range) != scale:
+        raise ValueError(
+            f"`x` and `x_test` must be on one scale; store both as uint8 or both as floats in [0, 1]. "
+            f"Received: x.dtype={x.dtype}, x_test.dtype={x_test.dtype} in source={source!r}"
+        )
+    y = _check_labels(y, "y", len(x), source)
     if names is None:
-        top = int(max(y.max(), y_test.max() if y_test is not None and len(y_test) else 0))
-        names = [str(i) for i in range(top + 1)]
-    return (x, y), (x_test, y_test), [str(n) for n in names]
+        present = np.unique(y)
+        num_classes = int(present[-1]) + 1
+        if len(present) != num_classes:
+            missing = np.setdiff1d(np.arange(min(num_classes, len(present) + _MAX_NAMED_FILES)), present)
+            raise ValueError(
+                f"The labels `y` must be the class ids 0..K-1, each present in the training set; "
+                f"{num_classes - len(present)} ids are missing (first: {missing[:_MAX_NAMED_FILES].tolist()}). "
+                "Remap them with `classes, y = np.unique(y, return_inverse=True)`, or store `class_names` "
+                f"to declare the classes. Received: {len(present)} distinct ids from {int(present[0])} "
+                f"to {int(present[-1])} in source={source!r}"
+            )
+        names = [str(i) for i in range(num_classes)]
+    else:
+        names = np.asarray(names).reshape(-1)
+        num_classes = len(names)
+        if y.max() >= num_classes:
+            raise ValueError(
+                f"The labels `y` must be class ids below the {num_classes} `class_names`. "
+                f"Received: a label {int(y.max())} in source={source!r}"
+            )
+    if num_classes < 2:
+        raise ValueError(f"A classifier needs at least 2 classes. Received: {num_classes} class in source={source!r}")
+    if y_test is not None:
+        y_test = _check_labels(y_test, "y_test", len(x_test), source)
+        if y_test.max() >= num_classes:
+            raise ValueError(
+                f"The labels `y_test` must be class ids of the training set, 0..{num_classes - 1}. "
+                f"Received: a label {int(y_test.max())} in source={source!r}"
+            )
+    return (x, y), (x_test, y_test), [str(n) for n in names], scale
+
+
+def _read_npz(path):
+    """The arrays of a .npz file; a corrupt, truncated or foreign file is a ValueError naming it."""
+    import zipfile
+
+    try:
+        data = np.load(path, allow_pickle=False)
+        if not isinstance(data, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not a .npz archive")
+        with data:
+            return {key: data[key] for key in data.files}
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile) as error:
+        # Object arrays (which would unpickle code) are refused by `allow_pickle=False` here too.
+        raise ValueError(f"Cannot read the .npz archive ({error}). Received: source={os.fspath(path)!r}") from None
+
+
+def _check_value_range(value_range):
+    if value_range is None:
+        return None
+    try:
+        low, high = (float(v) for v in value_range)
+    except (TypeError, ValueError):
+        low = high = float("nan")
+    if not (np.isfinite(low) and np.isfinite(high) and low < high):
+        raise ValueError(
+            f"`value_range` must be None or a (low, high) pair of finite numbers with low < high. "
+            f"Received: value_range={value_range!r}"
+        )
+    return (low, high)
+
+
+def _image_range(x, name, source, value_range):
+    """The `(low, high)` scale of the images `x`, mapped to [0, 1] by `load`.
+
+    Images must be finite and on the scale their dtype declares (uint8:
+    [0, 255], float: [0, 1]) or `value_range` gives; anything else is an
+    error rather than a guess, since a wrong scale trains without a warning
+    and predicts the same class for every image.
+    """
+    if len(x) == 0:
+        raise ValueError(f"`{name}` holds no images. Received: {name}.shape={x.shape} in source={source!r}")
+    if x.dtype.kind not in "uif":
+        raise ValueError(f"`{name}` must hold numeric pixels. Received: {name}.dtype={x.dtype} in source={source!r}")
+    if x.dtype.kind == "f":
+        bad = int(x.size - np.count_nonzero(np.isfinite(x)))
+        if bad:
+            raise ValueError(
+                f"`{name}` holds {bad} non-finite values (NaN or inf) in {x.size} pixels; fix or drop those "
+                f"images. Received: {name} with {bad} non-finite values in source={source!r}"
+            )
+    lo, hi = float(x.min()), float(x.max())
+    found = f"Received: {name}.dtype={x.dtype} with values in [{lo:g}, {hi:g}] in source={source!r}"
+    if value_range is not None:
+        if lo < value_range[0] or hi > value_range[1]:
+            raise ValueError(f"`{name}` has values outside value_range={value_range}. {found}")
+        return value_range
+    if x.dtype == np.uint8:
+        return (0.0, 255.0)
+    if x.dtype.kind == "f":
+        if lo >= -_FLOAT_SLACK and hi <= 1.0 + _FLOAT_SLACK:
+            return (0.0, 1.0)
+        raise ValueError(
+            f"Float images are taken as scaled to [0, 1], but `{name}` is not: divide 8-bit pixels by 255 "
+            f"(or store them as uint8), or pass value_range=(low, high) to declare their scale. {found}"
+        )
+    if x.dtype != np.uint16 and lo >= 0 and hi <= 255:
+        return (0.0, 255.0)  # 8-bit pixels in a wider integer type, as np.array of Python ints gives
+    raise ValueError(
+        f"Integer images are taken as 8-bit, [0, 255], but `{name}` is not: convert them to uint8 "
+        f"(e.g. `x >> 8` for 16-bit pixels), or pass value_range=(low, high), e.g. (0, 65535), to declare "
+        f"their scale. {found}"
+    )
+
+
+def _dtype_range(dtype, source, value_range):
+    """The image scale of a source known only by its dtype (tfds): uint8 or float, or declared."""
+    dtype = tf.as_dtype(dtype)
+    if value_range is not None:
+        return value_range
+    if dtype == tf.uint8:
+        return (0.0, 255.0)
+    if dtype.is_floating:
+        return (0.0, 1.0)
+    raise ValueError(
+        f"Only uint8 or float images have a known scale; pass value_range=(low, high) for {dtype.name} images. "
+        f"Received: image dtype {dtype.name} in source={source!r}"
+    )
+
+
+def _check_labels(y, name, count, source):
+    """Integer class ids `(N,)` as int32, or a ValueError saying what is wrong with them."""
+    y = np.asarray(y)
+    if y.ndim == 2 and y.shape[1] == 1:
+        y = y[:, 0]
+    if y.ndim != 1:
+        hint = " If they are one-hot, store `y.argmax(axis=1)`." if y.ndim == 2 else ""
+        raise ValueError(
+            f"`{name}` must be integer class ids of shape (N,).{hint} Received: {name}.shape={y.shape} "
+            f"in source={source!r}"
+        )
+    if len(y) != count:
+        raise ValueError(
+            f"`{name}` must hold one label per image ({count}). Received: {len(y)} labels in source={source!r}"
+        )
+    if y.dtype.kind == "f":
+        bad = ~np.isfinite(y) | (y != np.round(y))
+        if bad.any():
+            raise ValueError(
+                f"`{name}` must be integer class ids. Received: {int(bad.sum())} non-integer labels "
+                f"(first: {y[bad][0].item()!r}) in source={source!r}"
+            )
+    elif y.dtype.kind not in "uib":
+        raise ValueError(
+            f"`{name}` must be integer class ids; map names to ids 0..K-1 and store them in `class_names`. "
+            f"Received: {name}.dtype={y.dtype} in source={source!r}"
+        )
+    if y.min() < 0:
+        raise ValueError(
+            f"`{name}` must be class ids 0..K-1. Received: a negative label {y.min().item()!r} in source={source!r}"
+        )
+    if y.max() > np.iinfo(np.int32).max:
+        raise ValueError(
+            f"`{name}` holds a class id too large for int32. Received: {y.max().item()!r} in source={source!r}"
+        )
+    return y.astype("int32")
 
 
 def _require(arrays, keys, path):
@@ -303,11 +512,6 @@ def _check_image_size(image_size):
     return tuple(int(s) for s in size)
 
 
-def _value_scale(dtype):
-    """Integer images are scaled from [0, 255] to [0, 1]; float images are taken as in [0, 1]."""
-    return 255.0 if tf.as_dtype(dtype).is_integer else 1.0
-
-
 def _array_split(x, y):
     return _Split(tf.data.Dataset.from_tensor_slices((x, y)), len(x))
 
@@ -315,6 +519,10 @@ def _array_split(x, y):
 def _split_arrays(x, y, validation_split, seed):
     """Holds out `validation_split` of (x, y), stratified by class where every class allows it."""
     n_val = int(round(len(x) * validation_split))
+    if n_val >= len(x):
+        raise ValueError(
+            f"`validation_split` leaves no training examples of {len(x)}. Received: validation_split={validation_split!r}"
+        )
     if n_val == 0:
         return (x, y), (x[:0], y[:0])
     rng = np.random.default_rng(seed)
@@ -345,6 +553,13 @@ def _normalization(normalize, train_split, prepare, channels):
             total_sq += (images**2).sum(0)
             pixels += len(images)
         mean = total / pixels
+        if not np.all(np.isfinite(total_sq)):
+            # Sources checked only by dtype (tfds) can still hold NaN or inf pixels; the
+            # statistics would then turn every normalised image into NaN.
+            raise ValueError(
+                f"The training images hold non-finite values (NaN or inf): their mean is {mean.tolist()}. "
+                "Fix or drop those images."
+            )
         std = np.sqrt(np.maximum(total_sq / pixels - mean**2, 0.0))
         return mean.tolist(), np.maximum(std, 1e-6).tolist()
     try:
@@ -419,8 +634,8 @@ def _tfds_splits(name, validation_split, seed):
         return _Split(ds, size)
 
     train = read("train")
-    if train is None:
-        raise ValueError(f"The tfds dataset has no 'train' split. Received: source='tfds:{name}'")
+    if train is None or train.size == 0:
+        raise ValueError(f"The tfds dataset has no (or an empty) 'train' split. Received: source='tfds:{name}'")
     validation = read("validation")
     if validation is None and validation_split > 0:
         n_val = int(round(train.size * validation_split))
@@ -433,13 +648,46 @@ def _tfds_splits(name, validation_split, seed):
 
 def _list_image_folder(root):
     classes = sorted(d for d in os.listdir(root) if os.path.isdir(os.path.join(root, d)))
-    paths, labels = [], []
+    paths, labels, empty = [], [], []
     for index, name in enumerate(classes):
         folder = os.path.join(root, name)
         files = sorted(f for f in os.listdir(folder) if f.lower().endswith(_IMAGE_EXTENSIONS))
         paths += [os.path.join(folder, f) for f in files]
         labels += [index] * len(files)
+        if not files:
+            empty.append(folder)
+    if paths and empty:
+        # A class without images would still get an output unit that nothing trains.
+        raise ValueError(
+            f"Every class folder must hold {_IMAGE_EXTENSIONS} files; {empty} hold none. Received: source={root!r}"
+        )
     return classes, np.array(paths), np.array(labels, "int32")
+
+
+def _check_image_files(paths, source):
+    """Decodes every file once, before training; returns the shape of each, or names the unreadable ones.
+
+    The decoder is the pipeline's (`tf.io.decode_image`), so a file that passes
+    here decodes there too. A file that fails is dropped by `ignore_errors`,
+    and the paths missing from the output are the bad ones.
+    """
+
+    def probe(path):
+        return path, tf.shape(tf.io.decode_image(tf.io.read_file(path), expand_animations=False))
+
+    ds = tf.data.Dataset.from_tensor_slices(paths).map(probe, num_parallel_calls=tf.data.AUTOTUNE, deterministic=False)
+    shapes = {}
+    for batch_paths, batch_shapes in ds.ignore_errors().batch(1024):
+        for path, shape in zip(batch_paths.numpy(), batch_shapes.numpy()):
+            shapes[os.fsdecode(path)] = tuple(int(v) for v in shape)
+    bad = [str(p) for p in paths if str(p) not in shapes]
+    if bad:
+        more = f" and {len(bad) - _MAX_NAMED_FILES} more" if len(bad) > _MAX_NAMED_FILES else ""
+        raise ValueError(
+            f"{len(bad)} of {len(paths)} image files cannot be read or decoded (corrupt, truncated or not an "
+            f"image): {bad[:_MAX_NAMED_FILES]}{more}. Fix or remove them. Received: source={source!r}"
+        )
+    return shapes
 
 
 def _folder_splits(root, image_size, channels, validation_split, seed):
@@ -459,9 +707,13 @@ def _folder_splits(root, image_size, channels, validation_split, seed):
             f"No images found: the image folder must hold one sub-folder of {_IMAGE_EXTENSIONS} files per class. "
             f"Received: source={root!r}"
         )
+    if len(classes) < 2:
+        raise ValueError(
+            f"A classifier needs at least 2 class folders. Received: {len(classes)} ({classes}) in source={root!r}"
+        )
+    shapes = _check_image_files(np.concatenate([paths, test_paths]) if test_paths is not None else paths, root)
     # Size and channels of the first image fix those of the folder when not given.
-    first = tf.io.decode_image(tf.io.read_file(paths[0]), expand_animations=False)
-    native_shape = tuple(first.shape)
+    native_shape = shapes[str(paths[0])]
     size = image_size or native_shape[:2]
     read_channels = channels or native_shape[-1]
     if read_channels not in (1, 3):

@@ -19,28 +19,52 @@ through `compile_model(model, Recipe(...), total_steps=...)`:
 the registry (or loads a `.keras` file), fits it, and writes into its output
 folder:
 
-    out_dir/model.keras            the trained model (written atomically)
+    out_dir/model.keras            the trained model
     out_dir/preprocessing.json     image size, channels, mean/std, class names
     out_dir/checkpoints/           best weights so far (by validation accuracy)
-    out_dir/logs/                  TensorBoard logs and history.csv
-    out_dir/backup/                BackupAndRestore state while a run is going;
+    out_dir/logs/                  TensorBoard logs and history.csv (one row per epoch)
+    out_dir/backup/                the state after the last finished epoch (weights,
+                                   optimizer, arguments) while a run is going;
                                    an interrupted run resumes from it
+    out_dir/.keras_vit.lock        the pid of the run writing the folder
+
+A run folder belongs to one run: a second training into it is refused while
+the first runs (`keras_vit.utils.folder_lock`), and a rerun resumes the
+interrupted run only when its arguments are the same (else it says which
+differ). Every file is written atomically (`keras_vit.utils.atomic_path`); the
+backup is the commit record of an epoch and is removed only once the final
+`model.keras` and `preprocessing.json` are on disk, so a kill at any moment
+loses at most the epoch under way. A backup that cannot be read is reported
+and set aside (`backup.corrupt-<time>`). A non-finite loss stops training
+(`keras.callbacks.TerminateOnNaN`) with an error, and no model of non-finite
+weights is ever saved.
 
 `fit_model` is the reusable core (compile + `model.fit` with those
 callbacks) for a model and a `DataBundle` you already have.
 """
 
+import csv
 import dataclasses
 import json
 import math
 import os
 import re
+import shutil
+import sys
+import time
 
 import keras
 import numpy as np
 
 from keras_vit import data as data_lib
-from keras_vit.utils import save_model_atomic, write_json_atomic
+from keras_vit.utils import (
+    atomic_write,
+    folder_lock,
+    remove_temporary_files,
+    save_model_atomic,
+    save_weights_atomic,
+    write_json_atomic,
+)
 
 PREPROCESSING_FILE = "preprocessing.json"
 MODEL_FILE = "model.keras"
@@ -89,13 +113,20 @@ class Recipe:
     global_clipnorm: float = 1.0
 
     def __post_init__(self):
-        if not self.learning_rate > 0:
-            raise ValueError(f"`learning_rate` must be positive. Received: learning_rate={self.learning_rate!r}")
-        if not self.weight_decay >= 0:
-            raise ValueError(f"`weight_decay` must be >= 0. Received: weight_decay={self.weight_decay!r}")
-        if not 0.0 <= self.warmup_fraction < 1.0:
+        # `math.isfinite` first: NaN fails every comparison and infinity passes `> 0`.
+        if not (_is_number(self.learning_rate) and math.isfinite(self.learning_rate) and self.learning_rate > 0):
+            raise ValueError(
+                f"`learning_rate` must be a positive finite number. Received: learning_rate={self.learning_rate!r}"
+            )
+        if not (_is_number(self.weight_decay) and math.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ValueError(
+                f"`weight_decay` must be a finite number >= 0. Received: weight_decay={self.weight_decay!r}"
+            )
+        if not (_is_number(self.warmup_fraction) and 0.0 <= self.warmup_fraction < 1.0):
             raise ValueError(f"`warmup_fraction` must be in [0, 1). Received: warmup_fraction={self.warmup_fraction!r}")
-        if self.global_clipnorm is not None and not self.global_clipnorm > 0:
+        if self.global_clipnorm is not None and not (
+            _is_number(self.global_clipnorm) and math.isfinite(self.global_clipnorm) and self.global_clipnorm > 0
+        ):
             raise ValueError(
                 f"`global_clipnorm` must be positive or None. Received: global_clipnorm={self.global_clipnorm!r}"
             )
@@ -112,6 +143,10 @@ class Recipe:
         if unknown:
             raise ValueError(f"Unknown recipe keys {unknown}; a recipe has {sorted(fields)}. Received: {config!r}")
         return cls(**config)
+
+
+def _is_number(value):
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def warmup_steps(recipe, total_steps):
@@ -229,22 +264,39 @@ def fit_model(
 ):
     """Compiles `model` with `recipe` and fits it on `bundle.train` (validating on `bundle.validation`).
 
+    A non-finite loss stops the training (`keras.callbacks.TerminateOnNaN`)
+    and raises a `ValueError`.
+
     Args:
         model: a `keras.Model` whose output has `bundle.num_classes` units.
         bundle: a `keras_vit.data.DataBundle`.
         recipe: a `Recipe` (None: `Recipe()`); its schedule spans
             `steps_per_epoch(bundle) × epochs` steps.
         epochs: int, epochs to train.
-        out_dir: None, or a folder for `checkpoints/`, `logs/` (TensorBoard
-            and history.csv) and `backup/` (BackupAndRestore: rerunning the
-            same call after an interruption resumes at the epoch it stopped).
+        out_dir: None, or a run folder for `checkpoints/`, `logs/`
+            (TensorBoard and history.csv) and `backup/` (rerunning the same
+            call after an interruption resumes after the last finished epoch;
+            the backup is removed when the call returns). The folder is
+            locked while the call runs.
         callbacks: extra callbacks, run after the built-in ones.
         verbose: passed to `model.fit`.
 
     Returns:
         The `keras.callbacks.History` of the epochs this call ran.
     """
-    if not isinstance(epochs, int) or epochs < 1:
+    recipe = Recipe() if recipe is None else recipe
+    if out_dir is None:
+        return _fit(model, bundle, recipe=recipe, epochs=epochs, callbacks=callbacks, verbose=verbose)
+    arguments = {"epochs": epochs, "recipe": recipe.to_config()}
+    with folder_lock(out_dir, "a training"):
+        run = _RunFolder(out_dir, arguments, _data_fingerprint(bundle))
+        history = _fit(model, bundle, recipe=recipe, epochs=epochs, run=run, callbacks=callbacks, verbose=verbose)
+        run.finish()
+    return history
+
+
+def _fit(model, bundle, *, recipe, epochs, run=None, callbacks=(), verbose="auto"):
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
     if model.output_shape[-1] != bundle.num_classes:
         raise ValueError(
@@ -252,45 +304,241 @@ def fit_model(
             f"Received: num_classes={bundle.num_classes}"
         )
     compile_model(model, recipe, total_steps=steps_per_epoch(bundle) * epochs)
-    all_callbacks = []
-    if out_dir is not None:
+    guard = _FiniteGuard()
+    all_callbacks = [keras.callbacks.TerminateOnNaN(), guard]
+    initial_epoch = 0
+    if run is not None:
+        initial_epoch = run.resume(model, epochs)
         monitor = "val_accuracy" if bundle.validation is not None else "accuracy"
-        os.makedirs(os.path.join(out_dir, "checkpoints"), exist_ok=True)
-        os.makedirs(os.path.join(out_dir, "logs"), exist_ok=True)
-        backup = os.path.join(out_dir, "backup")
-        resumed = resume_epoch(out_dir)
-        if resumed and verbose:
-            print(f"Resuming an interrupted run at epoch {resumed + 1}/{epochs} from {backup}")
-        all_callbacks += [
-            keras.callbacks.BackupAndRestore(backup, save_freq="epoch", delete_checkpoint=True),
-            keras.callbacks.ModelCheckpoint(
-                os.path.join(out_dir, "checkpoints", "best.weights.h5"),
-                monitor=monitor,
-                mode="max",
-                save_best_only=True,
-                save_weights_only=True,
-            ),
-            keras.callbacks.TensorBoard(os.path.join(out_dir, "logs"), write_graph=False, profile_batch=0),
-            keras.callbacks.CSVLogger(os.path.join(out_dir, "logs", "history.csv"), append=True),
-        ]
+        all_callbacks += run.callbacks(guard, monitor, initial_epoch)
     all_callbacks += list(callbacks)
-    return model.fit(
+    history = model.fit(
         bundle.train,
         validation_data=bundle.validation,
         epochs=epochs,
+        initial_epoch=initial_epoch,
         callbacks=all_callbacks,
         shuffle=False,  # the training pipeline shuffles itself
         verbose=verbose,
     )
+    if guard.failure is not None or not _weights_finite(model):
+        done = resume_epoch(run.out_dir) if run is not None else 0
+        kept = f" The state after epoch {done}, the last finite one, is kept in {run.backup!r}." if done else ""
+        raise ValueError(
+            f"Training diverged: {guard.failure or 'the weights are not finite'}. No model was saved.{kept} "
+            f"Train with a lower learning rate (in a new output folder). "
+            f"Received: learning_rate={recipe.learning_rate!r}"
+        )
+    return history
+
+
+def _weights_finite(model):
+    return all(np.isfinite(np.asarray(keras.ops.convert_to_numpy(v))).all() for v in model.weights)
+
+
+class _FiniteGuard(keras.callbacks.Callback):
+    """Records the first non-finite loss or weights; the run's writers skip a failed epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.failure = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if self.failure is None and loss is not None and not math.isfinite(float(loss)):
+            self.failure = f"the loss became {float(loss)} at batch {batch + 1} of epoch {self._epoch + 1}"
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.failure is None and not _weights_finite(self.model):
+            self.failure = f"the weights are not finite after epoch {epoch + 1}"
+
+    @property
+    def ok(self):
+        return self.failure is None
+
+
+BACKUP_STATE = "state.json"
+HISTORY_FILE = "history.csv"
+
+
+class _RunFolder:
+    """The files of one run in `out_dir` (see the module docstring); the caller holds its lock."""
+
+    def __init__(self, out_dir, arguments, data_fingerprint):
+        self.out_dir = os.fspath(out_dir)
+        self.backup = os.path.join(self.out_dir, "backup")
+        self.arguments = json.loads(json.dumps(arguments))  # as it reads back from state.json
+        self.data = json.loads(json.dumps(data_fingerprint))
+        self.best = None
+        for sub in ("", "checkpoints", "logs", "backup"):
+            remove_temporary_files(os.path.join(self.out_dir, sub))  # left by a killed writer
+
+    def _set_aside(self, reason):
+        aside = f"{self.backup}.corrupt-{time.strftime('%Y%m%d-%H%M%S')}"
+        while os.path.exists(aside):
+            aside += "-1"
+        os.replace(self.backup, aside)
+        print(
+            f"keras-vit: warning: the backup {self.backup!r} cannot be resumed ({reason}); moved it to {aside!r} "
+            "and training from the first epoch.",
+            file=sys.stderr,
+        )
+
+    def resume(self, model, epochs):
+        """Restores the interrupted run's weights and optimizer state; returns the epochs it finished."""
+        if not os.path.isdir(self.backup):
+            return 0
+        state_path = os.path.join(self.backup, BACKUP_STATE)
+        if not os.path.isfile(state_path):
+            if os.listdir(self.backup):
+                self._set_aside(f"no {BACKUP_STATE}: not a backup of keras_vit's training")
+            else:
+                os.rmdir(self.backup)
+            return 0
+        try:
+            with open(state_path, encoding="utf-8") as f:
+                state = json.load(f)
+            epoch = int(state["epoch"])
+            weights = os.path.join(self.backup, os.path.basename(state["weights"]))
+            previous, previous_data = state["arguments"], state["data"]
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            self._set_aside(f"unreadable {BACKUP_STATE}: {error}")
+            return 0
+        changed = [
+            f"{key}: {previous.get(key)!r} then, {self.arguments.get(key)!r} now"
+            for key in sorted(set(previous) | set(self.arguments))
+            if previous.get(key) != self.arguments.get(key)
+        ] + [
+            f"data {key}: {previous_data.get(key)!r} then, {self.data.get(key)!r} now"
+            for key in sorted(set(previous_data) | set(self.data))
+            if previous_data.get(key) != self.data.get(key)
+        ]
+        if changed:
+            raise ValueError(
+                f"{self.out_dir!r} holds an interrupted run (after epoch {epoch}) with other arguments: "
+                + "; ".join(changed)
+                + ". Rerun with the arguments of that run to resume it, or train into another folder "
+                f"(or delete {self.backup!r}) to start a new run. Received: out_dir={self.out_dir!r}"
+            )
+        # A failed load can leave some variables overwritten: restore them, then start afresh.
+        if model.optimizer is not None and not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        variables = list(model.variables) + list(model.optimizer.variables if model.optimizer else [])
+        snapshot = [keras.ops.convert_to_numpy(v) for v in variables]
+        try:
+            model.load_weights(weights)
+        except Exception as error:  # noqa: BLE001 - h5py, Keras and OS errors alike mean "unusable"
+            for variable, value in zip(variables, snapshot):
+                variable.assign(value)
+            self._set_aside(f"{os.path.basename(weights)} does not load: {type(error).__name__}: {error}")
+            return 0
+        self.best = state.get("best")
+        # Said even with verbose=0: what was resumed is not progress output.
+        if epoch >= epochs:
+            print(f"The interrupted run had finished its {epochs} epochs; writing its model from {self.backup}")
+        else:
+            print(f"Resuming an interrupted run at epoch {epoch + 1}/{epochs} from {self.backup}")
+        return epoch
+
+    def callbacks(self, guard, monitor, initial_epoch):
+        """The run's writers, in commit order: history, best checkpoint, then the backup (the commit record)."""
+        best = _BestWeights(os.path.join(self.out_dir, "checkpoints", "best.weights.h5"), monitor, self.best, guard)
+        return [
+            keras.callbacks.TensorBoard(os.path.join(self.out_dir, "logs"), write_graph=False, profile_batch=0),
+            _HistoryWriter(os.path.join(self.out_dir, "logs", HISTORY_FILE), initial_epoch, guard),
+            best,
+            _Backup(self, best, guard),
+        ]
+
+    def commit(self, model, epoch, best):
+        """Writes the state after `epoch` epochs: weights first, then state.json (the commit), then cleans up."""
+        name = f"epoch-{epoch:04d}.weights.h5"
+        save_weights_atomic(model, os.path.join(self.backup, name))
+        state = {"epoch": epoch, "weights": name, "best": best, "arguments": self.arguments, "data": self.data}
+        write_json_atomic(state, os.path.join(self.backup, BACKUP_STATE))
+        for other in os.listdir(self.backup):
+            if other.endswith(".weights.h5") and other != name:
+                os.remove(os.path.join(self.backup, other))
+
+    def finish(self):
+        """Removes the backup: call it once the run's results are safely on disk."""
+        if os.path.isdir(self.backup):
+            shutil.rmtree(self.backup)
+
+
+class _Backup(keras.callbacks.Callback):
+    def __init__(self, run, best, guard):
+        super().__init__()
+        self.run, self.best, self.guard = run, best, guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.guard.ok:
+            self.run.commit(self.model, epoch + 1, self.best.best)
+
+
+class _BestWeights(keras.callbacks.Callback):
+    """`ModelCheckpoint(save_best_only=True, mode="max", save_weights_only=True)`, written atomically."""
+
+    def __init__(self, path, monitor, best, guard):
+        super().__init__()
+        self.path, self.monitor, self.best, self.guard = path, monitor, best, guard
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if not self.guard.ok or value is None or not math.isfinite(float(value)):
+            return
+        if self.best is None or float(value) > self.best:
+            save_weights_atomic(self.model, self.path)
+            self.best = float(value)
+
+
+class _HistoryWriter(keras.callbacks.Callback):
+    """`history.csv`, one row per epoch, rewritten atomically; a resumed run drops the rows it will redo."""
+
+    def __init__(self, path, initial_epoch, guard):
+        super().__init__()
+        self.path, self.guard = path, guard
+        self.rows = []
+        if os.path.isfile(path):
+            try:
+                with open(path, newline="", encoding="utf-8") as f:
+                    self.rows = [row for row in csv.DictReader(f) if int(row["epoch"]) < initial_epoch]
+            except (ValueError, KeyError, TypeError, csv.Error):
+                self.rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}}
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [row]
+        keys = ["epoch"] + sorted({key for r in self.rows for key in r} - {"epoch"})
+        with atomic_write(self.path, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows)
+
+
+def _data_fingerprint(bundle):
+    return {
+        "num_train": int(bundle.num_train),
+        "input_shape": list(bundle.input_shape),
+        "class_names": list(bundle.class_names),
+        "mean": list(bundle.mean),
+        "std": list(bundle.std),
+    }
 
 
 def resume_epoch(out_dir):
     """Number of epochs an interrupted run in `out_dir` completed (0 when there is nothing to resume)."""
-    path = os.path.join(out_dir, "backup", "training_metadata.json")
+    path = os.path.join(out_dir, "backup", BACKUP_STATE)
     if not os.path.isfile(path):
         return 0
-    with open(path) as f:
-        return int(json.load(f).get("epoch", 0))
+    try:
+        with open(path, encoding="utf-8") as f:
+            return int(json.load(f)["epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 0
 
 
 def evaluate_model(model, dataset):
@@ -403,44 +651,62 @@ def train(
         A dict: `model`, `bundle`, `history` (this call's epochs), `metrics`
         (loss/accuracy on the test split, else the validation split, else
         None), `model_path`.
+
+    Raises:
+        ValueError: `out_dir` is being written by another run (its lock is
+            held by a live process); `out_dir` holds an interrupted run
+            whose arguments differ (the message names each one); the loss
+            or the weights became non-finite (no model is saved then).
     """
-    keras.utils.set_random_seed(seed)
-    if model_file is not None:
-        if not os.path.isfile(model_file):
-            raise FileNotFoundError(f"No such model file. Received: model_file={os.fspath(model_file)!r}")
-        net = keras.saving.load_model(model_file)
-        h, w, c = net.input_shape[1:]
-        image_size = image_size or (h, w)
-        channels = channels or c
-    bundle = data_lib.load(
-        data,
-        image_size=image_size,
-        batch_size=batch_size,
-        validation_split=validation_split,
-        augment=augment,
-        seed=seed,
-        channels=channels,
-    )
-    if model_file is None:
-        net = build_model(
-            model=model, input_shape=bundle.input_shape, num_classes=bundle.num_classes, overrides=overrides
+    recipe = Recipe() if recipe is None else recipe
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
+    arguments = {
+        "model": model,
+        "model_file": None if model_file is None else os.path.abspath(model_file),
+        "data": os.path.abspath(data) if isinstance(data, (str, os.PathLike)) and os.path.exists(data) else data,
+        "epochs": epochs,
+        "batch_size": batch_size,
+        "recipe": recipe.to_config(),
+        "image_size": image_size,
+        "channels": channels,
+        "augment": augment,
+        "validation_split": validation_split,
+        "overrides": overrides or {},
+        "seed": seed,
+    }
+    with folder_lock(out_dir, "a training"):
+        keras.utils.set_random_seed(seed)
+        if model_file is not None:
+            if not os.path.isfile(model_file):
+                raise FileNotFoundError(f"No such model file. Received: model_file={os.fspath(model_file)!r}")
+            net = keras.saving.load_model(model_file)
+            h, w, c = net.input_shape[1:]
+            image_size = image_size or (h, w)
+            channels = channels or c
+        bundle = data_lib.load(
+            data,
+            image_size=image_size,
+            batch_size=batch_size,
+            validation_split=validation_split,
+            augment=augment,
+            seed=seed,
+            channels=channels,
         )
-    elif overrides:
-        raise ValueError(
-            f"Overrides apply to a registered model, not to `model_file`. Received: overrides={overrides!r}"
-        )
-    os.makedirs(out_dir, exist_ok=True)
-    write_json_atomic(preprocessing_config(bundle, data), os.path.join(out_dir, PREPROCESSING_FILE))
-    history = fit_model(
-        net,
-        bundle,
-        recipe=recipe,
-        epochs=epochs,
-        out_dir=out_dir,
-        callbacks=callbacks,
-        verbose=verbose,
-    )
-    model_path = save_model_atomic(net, os.path.join(out_dir, MODEL_FILE))
+        if model_file is None:
+            net = build_model(
+                model=model, input_shape=bundle.input_shape, num_classes=bundle.num_classes, overrides=overrides
+            )
+        elif overrides:
+            raise ValueError(
+                f"Overrides apply to a registered model, not to `model_file`. Received: overrides={overrides!r}"
+            )
+        run = _RunFolder(out_dir, arguments, _data_fingerprint(bundle))
+        history = _fit(net, bundle, recipe=recipe, epochs=epochs, run=run, callbacks=callbacks, verbose=verbose)
+        # The model, then its preprocessing, then (only once both are on disk) the backup goes.
+        model_path = save_model_atomic(net, os.path.join(out_dir, MODEL_FILE))
+        write_json_atomic(preprocessing_config(bundle, data), os.path.join(out_dir, PREPROCESSING_FILE))
+        run.finish()
     held_out = bundle.test if bundle.test is not None else bundle.validation
     metrics = evaluate_model(net, held_out) if held_out is not None else None
     return {"model": net, "bundle": bundle, "history": history, "metrics": metrics, "model_path": model_path}

@@ -248,3 +248,201 @@ def test_bad_files(tmp_path):
         data.load(str(tmp_path / "empty"))
     with pytest.raises(ValueError, match="in-memory sources only"):
         data.load_arrays(str(tmp_path / "empty"))
+
+
+# Data is validated once, at load: every bad input below is a ValueError naming the array (or
+# file) and what was found, raised before anything trains.
+
+
+def _npz(path, **arrays):
+    np.savez(path, **arrays)
+    return str(path)
+
+
+def _gray(n, seed=0, dtype=np.float32, high=1.0):
+    """`n` 4×4 grey images on [0, high] and alternating labels 0, 1."""
+    x = (np.random.default_rng(seed).random((n, 4, 4, 1)) * high).astype(dtype)
+    return x, np.arange(n) % 2
+
+
+def test_non_finite_pixels_are_named_and_counted(tmp_path):
+    x, y = _gray(300)
+    x[17, 2, 3, 0] = np.nan
+    with pytest.raises(ValueError, match=r"`x` holds 1 non-finite values .*Received: x with 1 non-finite"):
+        data.load(_npz(tmp_path / "nan.npz", x=x, y=y))
+    x, y = _gray(8)
+    x_test = x.copy()
+    x_test[0, 0, 0, 0], x_test[3, 1, 1, 0] = np.inf, -np.inf
+    with pytest.raises(ValueError, match="`x_test` holds 2 non-finite values"):
+        data.load(_npz(tmp_path / "inf.npz", x=x, y=y, x_test=x_test, y_test=y))
+
+
+def test_non_finite_training_statistics_are_refused():
+    # Sources checked by dtype only (tfds) meet NaN in the statistics pass instead.
+    images = np.zeros((4, 2, 2, 1), np.float32)
+    images[1, 0, 0, 0] = np.nan
+    split = data._Split(tf.data.Dataset.from_tensor_slices((images, np.zeros(4, np.int32))), 4)
+    with pytest.raises(ValueError, match="training images hold non-finite values"):
+        data._normalization(True, split, lambda x, y: (x, y), 1)
+
+
+@pytest.mark.parametrize(
+    "dtype, high, message",
+    [
+        (np.float32, 255.0, r"Float images are taken as scaled to \[0, 1\].*value_range=.*x.dtype=float32 with values"),
+        (np.uint16, 65535, r"Integer images are taken as 8-bit.*\(0, 65535\).*x.dtype=uint16 with values"),
+        (np.int32, 4095, r"Integer images are taken as 8-bit.*x.dtype=int32 with values in \[\d+, 40\d\d\]"),
+    ],
+)
+def test_images_off_their_declared_scale_are_refused(tmp_path, dtype, high, message):
+    x, y = _gray(16, dtype=dtype, high=high)
+    with pytest.raises(ValueError, match=message):
+        data.load(_npz(tmp_path / "d.npz", x=x, y=y))
+
+
+def test_value_range_declares_the_scale(tmp_path):
+    x, y = _gray(12, high=255.0)
+    x[0, 0, 0, 0], x[1, 0, 0, 0] = 0.0, 255.0
+    path = _npz(tmp_path / "d.npz", x=x, y=y, x_test=x[:4], y_test=y[:4])
+    bundle = data.load(path, value_range=(0, 255), normalize=False, validation_split=0.0)
+    np.testing.assert_allclose(_all(bundle.test)[0], x[:4] / 255.0, rtol=1e-6)
+    x16 = (np.arange(12 * 16).reshape(12, 4, 4, 1) * 300).astype(np.uint16)
+    bundle = data.load(
+        _npz(tmp_path / "u16.npz", x=x16, y=y), value_range=(0, 65535), normalize=False, validation_split=0.0
+    )
+    np.testing.assert_allclose(np.sort(_all(bundle.train)[0].ravel()), np.sort(x16.ravel()) / 65535.0, rtol=1e-6)
+    # 8-bit pixels in a wider integer type (np.array of Python ints) keep the uint8 scale.
+    wide = np.random.default_rng(1).integers(0, 256, (12, 4, 4, 1))
+    bundle = data.load(_npz(tmp_path / "i64.npz", x=wide, y=y, x_test=wide, y_test=y), normalize=False)
+    np.testing.assert_allclose(_all(bundle.test)[0], wide / 255.0, rtol=1e-6)
+    with pytest.raises(ValueError, match=r"outside value_range=\(0.0, 100.0\).*values in \[0, 255\]"):
+        data.load(path, value_range=(0, 100))
+    with pytest.raises(ValueError, match=r"Received: value_range=\(1, 1\)"):
+        data.load(path, value_range=(1, 1))
+    with pytest.raises(ValueError, match="`value_range` applies to array and tfds sources"):
+        data.load(str(_png_folder(tmp_path / "images")), value_range=(0, 255))
+
+
+@pytest.mark.parametrize(
+    "labels, message",
+    [
+        (np.array([0, 1, -1, 1] * 3), r"must be class ids 0..K-1. Received: a negative label -1"),
+        (np.array([0, 1000] * 6), r"999 ids are missing \(first: \[1, 2, 3, 4, 5\]\).*np.unique.*from 0 to 1000"),
+        (np.eye(2)[np.arange(12) % 2], r"If they are one-hot, store `y.argmax\(axis=1\)`. Received: y.shape=\(12, 2\)"),
+        (np.array([0.0, 1.0, 0.5] * 4), r"Received: 4 non-integer labels \(first: 0.5\)"),
+        (np.array(["cat", "dog"] * 6), r"map names to ids 0..K-1.*Received: y.dtype=<U3"),
+        (np.zeros(12, np.int64), r"at least 2 classes. Received: 1 class"),
+        (np.arange(11) % 2, r"one label per image \(12\). Received: 11 labels"),
+    ],
+)
+def test_bad_labels(tmp_path, labels, message):
+    x, _ = _gray(12)
+    with pytest.raises(ValueError, match=message):
+        data.load(_npz(tmp_path / "d.npz", x=x, y=labels))
+
+
+def test_labels_against_class_names_and_the_test_split(tmp_path):
+    x, y = _gray(12)
+    names = np.array(["a", "b", "c"])
+    # With class_names declaring K = 3, a class absent from training is allowed ...
+    bundle = data.load(_npz(tmp_path / "ok.npz", x=x, y=y, class_names=names))
+    assert bundle.num_classes == 3
+    # ... an id beyond them is not.
+    with pytest.raises(ValueError, match=r"below the 3 `class_names`. Received: a label 3"):
+        data.load(_npz(tmp_path / "big.npz", x=x, y=y * 3, class_names=names))
+    with pytest.raises(ValueError, match=r"`y_test` must be class ids of the training set, 0..1. Received: a label 2"):
+        data.load(_npz(tmp_path / "test.npz", x=x, y=y, x_test=x[:3], y_test=np.array([0, 1, 2])))
+
+
+def test_empty_and_incomplete_archives(tmp_path):
+    x, y = _gray(12)
+    with pytest.raises(ValueError, match=r"`x` holds no images. Received: x.shape=\(0, 4, 4, 1\)"):
+        data.load(_npz(tmp_path / "empty.npz", x=x[:0], y=y[:0]))
+    with pytest.raises(ValueError, match="has `x_test` but no `y_test`: a test set needs both"):
+        data.load(_npz(tmp_path / "half.npz", x=x, y=y, x_test=x))
+    with pytest.raises(ValueError, match=r"`x_test` must have the image shape of `x`.*x_test.shape=\(3, 4, 4, 3\)"):
+        data.load(_npz(tmp_path / "shape.npz", x=x, y=y, x_test=np.zeros((3, 4, 4, 3), np.float32), y_test=y[:3]))
+    np.save(tmp_path / "single.npy", x)
+    os.rename(tmp_path / "single.npy", tmp_path / "single.npz")
+    np.savez(tmp_path / "objects.npz", x=np.array([{"a": 1}], dtype=object), y=y[:1])
+    for name, content in (("zero.npz", b""), ("garbage.npz", b"PK\x03\x04 not a zip archive")):
+        (tmp_path / name).write_bytes(content)
+    for name in ("zero.npz", "garbage.npz", "single.npz", "objects.npz"):
+        with pytest.raises(ValueError, match=f"Cannot read the .npz archive .*Received: source='.*{name}'"):
+            data.load(str(tmp_path / name))
+    with pytest.raises(ValueError, match=r"leaves no training examples of 3. Received: validation_split=0.9"):
+        data.load(_npz(tmp_path / "three.npz", x=x[:3], y=y[:3]), validation_split=0.9)
+
+
+def _png_folder(root, bad=()):
+    """Two class folders of three 6×6 PNGs each, plus the named bad files (name → bytes) in class b."""
+    for name in ("a", "b"):
+        os.makedirs(root / name)
+        for i in range(3):
+            image = np.full((6, 6, 3), 50 + 100 * (name == "b"), np.uint8)
+            tf.io.write_file(str(root / name / f"{i}.png"), tf.io.encode_png(image))
+    for name, content in dict(bad).items():
+        (root / "b" / name).write_bytes(content)
+    return root
+
+
+def _bad_files():
+    png = tf.io.encode_png(np.zeros((6, 6, 3), np.uint8)).numpy()
+    return {"truncated.png": png[: len(png) // 2], "notes.png": b"not an image, renamed .png"}
+
+
+def test_unreadable_image_files_are_named_at_load(tmp_path):
+    root = _png_folder(tmp_path / "images", _bad_files())
+    with pytest.raises(ValueError, match=r"2 of 8 image files cannot be read or decoded") as info:
+        data.load(str(root))
+    assert os.path.join(str(root), "b", "truncated.png") in str(info.value)
+    assert os.path.join(str(root), "b", "notes.png") in str(info.value)
+
+
+def test_image_folder_class_checks(tmp_path):
+    root = _png_folder(tmp_path / "images")
+    os.makedirs(root / "c")
+    with pytest.raises(ValueError, match=r"Every class folder must hold .* hold none") as info:
+        data.load(str(root))
+    assert os.path.join(str(root), "c") in str(info.value)
+    single = tmp_path / "single"
+    os.makedirs(single / "only")
+    tf.io.write_file(str(single / "only" / "0.png"), tf.io.encode_png(np.zeros((4, 4, 1), np.uint8)))
+    with pytest.raises(ValueError, match=r"at least 2 class folders. Received: 1 \(\['only'\]\)"):
+        data.load(str(single))
+
+
+def test_cli_reader_names_unreadable_files(tmp_path):
+    # `predict` and `explain` read image files through this one reader.
+    from keras_vit.cli.images import read_images
+
+    for name, content in _bad_files().items():
+        (tmp_path / name).write_bytes(content)
+        with pytest.raises(ValueError, match=f"Not a readable image file. Received: IMAGE='.*{name}'"):
+            read_images([str(tmp_path / name)], (6, 6, 3))
+
+
+def _train_cli(tmp_path, source):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    command = [sys.executable, "-m", "keras_vit.cli", "train", "--model", "vit_cifar_patch4_depth8_32"]
+    command += ["--data", source, "--out", str(tmp_path / "run"), "--epochs", "1", "--quiet"]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=600)
+
+
+def test_cli_train_refuses_nan_pixels_before_training(tmp_path):
+    x, y = _gray(32)
+    x[5, 1, 1, 0] = np.nan
+    result = _train_cli(tmp_path, _npz(tmp_path / "nan.npz", x=x, y=y))
+    assert result.returncode == 2, result.stderr
+    assert "`x` holds 1 non-finite values" in result.stderr and "Traceback" not in result.stderr
+    assert not os.path.exists(tmp_path / "run" / "model.keras")
+
+
+def test_cli_train_names_a_corrupt_image_file(tmp_path):
+    root = _png_folder(tmp_path / "images", _bad_files())
+    result = _train_cli(tmp_path, str(root))
+    assert result.returncode == 2, result.stderr
+    assert os.path.join(str(root), "b", "truncated.png") in result.stderr and "Traceback" not in result.stderr

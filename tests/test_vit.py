@@ -232,3 +232,11 @@ def test_mixed_precision_computes_in_float16_and_returns_float32_probabilities()
     probs = keras.ops.convert_to_numpy(model(np.random.default_rng(0).uniform(size=(2, 16, 16, 3)).astype("float32")))
     assert probs.dtype == np.float32
     np.testing.assert_allclose(probs.sum(-1), 1.0, atol=1e-5)
+
+
+@pytest.mark.parametrize("patch_size", [0, 8.0, "8", True])
+def test_factory_rejects_bad_patch_sizes_by_name(patch_size):
+    with pytest.raises(ValueError, match=f"Received: patch_size={patch_size!r}"):
+        VisionTransformer(
+            input_shape=(32, 32, 3), patch_size=patch_size, hidden_dim=32, depth=1, num_heads=2, mlp_dim=32
+        )

@@ -1,7 +1,9 @@
 """`keras-vit train`: train a registered model, or fine-tune a `.keras` file, on a dataset."""
 
+import argparse
 import ast
 import json
+import math
 
 
 def register(subparsers):
@@ -10,18 +12,19 @@ def register(subparsers):
         help="train a model on a dataset",
         description="Train a registered model (or fine-tune a .keras file) with AdamW and a warmup + cosine "
         "schedule. Writes OUT/model.keras, OUT/preprocessing.json, OUT/checkpoints, OUT/logs (TensorBoard); "
-        "an interrupted run resumes from OUT/backup when rerun with the same arguments.",
+        "an interrupted run resumes from OUT/backup when rerun with the same arguments (other arguments are refused, "
+        "naming those that differ). One training at a time writes into OUT (OUT/.keras_vit.lock).",
     )
     which = train.add_mutually_exclusive_group(required=True)
     which.add_argument("--model", help="registered model name (see `keras-vit models`)")
     which.add_argument("--model-file", help="a .keras model to fine-tune")
     train.add_argument("--data", default="digits", help="digits, tfds:NAME, a .npz file, a folder (default: digits)")
     train.add_argument("--out", required=True, help="output folder")
-    train.add_argument("--epochs", type=int, default=10)
-    train.add_argument("--batch-size", type=int, default=64)
-    train.add_argument("--lr", type=float, default=1e-3, help="peak learning rate")
-    train.add_argument("--weight-decay", type=float, default=0.05)
-    train.add_argument("--warmup", type=float, default=0.1, help="fraction of the steps spent warming up")
+    train.add_argument("--epochs", type=positive_int, default=10)
+    train.add_argument("--batch-size", type=positive_int, default=64)
+    train.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
+    train.add_argument("--weight-decay", type=non_negative_float, default=0.05)
+    train.add_argument("--warmup", type=fraction, default=0.1, help="fraction of the steps spent warming up, in [0, 1)")
     train.add_argument("--image-size", type=int, default=None, help="resize images to this side")
     train.add_argument("--channels", type=int, choices=(1, 3), default=None)
     train.add_argument("--augment", action="store_true", help="random crop and flip")
@@ -37,6 +40,51 @@ def register(subparsers):
     train.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
     train.set_defaults(func=run_train)
+
+
+def _finite(text):
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number. Received: {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number. Received: {text!r}")
+    return value
+
+
+def positive_float(text):
+    """argparse type: a finite float > 0 (argparse names the flag in its error)."""
+    value = _finite(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"must be positive. Received: {text!r}")
+    return value
+
+
+def non_negative_float(text):
+    """argparse type: a finite float >= 0."""
+    value = _finite(text)
+    if not value >= 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0. Received: {text!r}")
+    return value
+
+
+def fraction(text):
+    """argparse type: a float in [0, 1)."""
+    value = _finite(text)
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1). Received: {text!r}")
+    return value
+
+
+def positive_int(text):
+    """argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer. Received: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer. Received: {text!r}")
+    return value
 
 
 def parse_overrides(pairs):

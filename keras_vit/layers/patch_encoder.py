@@ -1,8 +1,11 @@
 """Image → token sequence: z_0 of the Vision Transformer (Dosovitskiy et al. 2020, Eq. 1)."""
 
+import numbers
+
 import keras
 from keras import ops
 
+from keras_vit.interpolation import interpolation_matrix
 from keras_vit.layers.positional_encoding import sinusoidal_encoding_2d
 
 _POSITION_EMBEDDINGS = ("learned", "sincos", "none")
@@ -16,8 +19,10 @@ def resample_position_embedding(
     The P prefix-token rows (class, distillation) are kept apart and unchanged;
     the H×W patch rows are resized as an image, as in timm's
     `resample_abs_pos_embed` and Sec. 3.2 of the ViT paper ("2D interpolation
-    of the pre-trained position embeddings"). Returns the input unchanged
-    when the grids already match.
+    of the pre-trained position embeddings"), with the same arithmetic
+    (`keras_vit.interpolation.interpolation_matrix`, antialiased when
+    shrinking) on every backend. Returns the input unchanged when the grids
+    already match.
 
     Args:
         position_embedding: array `(1, P + H*W, D)`.
@@ -42,9 +47,26 @@ def resample_position_embedding(
     prefix, grid = pos[:, :num_prefix_tokens], pos[:, num_prefix_tokens:]
     dim = pos.shape[-1]
     grid = ops.reshape(grid, (1, old_grid[0], old_grid[1], dim))
-    grid = ops.image.resize(grid, new_grid, interpolation=interpolation, data_format="channels_last")
+    # Separable resize matrices computed once in NumPy (the sizes are static): the same numbers on
+    # every backend, and timm's `resample_abs_pos_embed` arithmetic (antialiased when shrinking).
+    rows = ops.convert_to_tensor(interpolation_matrix(old_grid[0], new_grid[0], interpolation), dtype=grid.dtype)
+    cols = ops.convert_to_tensor(interpolation_matrix(old_grid[1], new_grid[1], interpolation), dtype=grid.dtype)
+    grid = ops.einsum("hi,wj,bijd->bhwd", rows, cols, grid)
     grid = ops.reshape(ops.cast(grid, pos.dtype), (1, new_grid[0] * new_grid[1], dim))
     return ops.concatenate([prefix, grid], axis=1)
+
+
+def check_patch_size(patch_size):
+    """`patch_size` as a `(P_h, P_w)` pair of positive ints, or a `ValueError` naming it.
+
+    Floats, strings and bools are refused rather than coerced: `8.0` or `"8"`
+    are most likely a config read with the wrong type, and a silent cast would
+    hide it.
+    """
+    patch = (patch_size, patch_size) if not isinstance(patch_size, (tuple, list)) else tuple(patch_size)
+    if len(patch) != 2 or not all(isinstance(p, numbers.Integral) and not isinstance(p, bool) and p > 0 for p in patch):
+        raise ValueError(f"`patch_size` must be a positive int or a pair of them. Received: patch_size={patch_size!r}")
+    return tuple(int(p) for p in patch)
 
 
 @keras.saving.register_keras_serializable(package="keras_vit")
@@ -99,11 +121,7 @@ class PatchEncoder(keras.layers.Layer):
         **kwargs,
     ):
         super().__init__(**kwargs)
-        patch = (patch_size, patch_size) if isinstance(patch_size, int) else tuple(patch_size)
-        if len(patch) != 2 or not all(isinstance(p, int) and p > 0 for p in patch):
-            raise ValueError(
-                f"`patch_size` must be a positive int or a pair of them. Received: patch_size={patch_size}"
-            )
+        patch = check_patch_size(patch_size)
         if not isinstance(hidden_dim, int) or hidden_dim < 1:
             raise ValueError(f"`hidden_dim` must be a positive integer. Received: hidden_dim={hidden_dim}")
         if position_embedding not in _POSITION_EMBEDDINGS:
@@ -217,6 +235,14 @@ class PatchEncoder(keras.layers.Layer):
                 f"PatchEncoder was built for {self.channels} channels. Received an input of "
                 f"shape {inputs.shape} with {inputs.shape[-1]} channels"
             )
+        # The strided projection would drop the last rows/columns silently; timm's PatchEmbed
+        # raises here too (unless it is asked to pad).
+        for axis, extent, p in zip(("height", "width"), inputs.shape[1:3], self._patch):
+            if extent is not None and extent % p:
+                raise ValueError(
+                    f"`patch_size` must divide the image {axis}. Received: patch_size={self.patch_size} "
+                    f"for an input of shape {inputs.shape}"
+                )
         x = self.projection(inputs)  # (B, h, w, D): x_p^n E for every patch.
         height, width = x.shape[1], x.shape[2]
         if height is None or width is None:
