@@ -22,7 +22,8 @@ folder:
     out_dir/model.keras            the trained model
     out_dir/preprocessing.json     image size, channels, mean/std, class names
     out_dir/checkpoints/           best weights so far (by validation accuracy)
-    out_dir/logs/                  TensorBoard logs and history.csv (one row per epoch)
+    out_dir/logs/                  TensorBoard logs, history.csv (one row per epoch) and
+                                   curves.png (loss and metrics per epoch, redrawn each epoch)
     out_dir/backup/                the state after the last finished epoch (weights,
                                    optimizer, arguments) while a run is going;
                                    an interrupted run resumes from it
@@ -57,6 +58,7 @@ import keras
 import numpy as np
 
 from keras_vit import data as data_lib
+from keras_vit.curves import CURVES_FILE, write_curves
 from keras_vit.utils import (
     atomic_write,
     folder_lock,
@@ -517,6 +519,8 @@ class _HistoryWriter(keras.callbacks.Callback):
             writer = csv.DictWriter(f, fieldnames=keys, restval="")
             writer.writeheader()
             writer.writerows(self.rows)
+        # Redrawn every epoch, so an interrupted run has its curves up to the last finished epoch.
+        write_curves(self.rows, os.path.join(os.path.dirname(self.path), CURVES_FILE))
 
 
 def _data_fingerprint(bundle):

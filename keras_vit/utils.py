@@ -12,6 +12,7 @@ removed when the write fails (a SIGKILL can leave one behind, named
 
 import contextlib
 import json
+import math
 import os
 import socket
 import tempfile
@@ -125,10 +126,26 @@ def save_weights_atomic(model, path):
     return path
 
 
+def json_safe(value):
+    """`value` with every NaN or infinity replaced by None: JSON has no NaN."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def json_dumps(obj, **kwargs):
+    """`json.dumps` that writes valid JSON only: NaN and infinities become `null`."""
+    return json.dumps(json_safe(obj), allow_nan=False, **kwargs)
+
+
 def write_json_atomic(obj, path):
-    """Writes `obj` as JSON to `path` atomically (see `atomic_path`)."""
+    """Writes `obj` as valid JSON (NaN as `null`) to `path` atomically (see `atomic_path`)."""
     with atomic_write(path) as f:
-        json.dump(obj, f, indent=2)
+        f.write(json_dumps(obj, indent=2))
     return os.fspath(path)
 
 

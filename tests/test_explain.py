@@ -311,12 +311,13 @@ def test_position_embedding_similarity(model):
 
 def test_figures(model, tmp_path):
     x = images(2)
+    # Panels plus one colour bar per heatmap (tests/test_plots.py checks the look).
     fig = explain.plot_heatmaps(x, explain.legrad(model, x))
-    assert len(fig.axes) == 4
-    assert len(explain.plot_attention_heads(model, x[0]).axes) == 3
+    assert len(fig.axes) == 4 + 2
+    assert len(explain.plot_attention_heads(model, x[0]).axes) == 3 + 2
     assert len(explain.plot_mean_attention_distance(explain.mean_attention_distance(model, x)).axes) == 1
     assert len(explain.plot_patch_embedding_filters(explain.patch_embedding_filters(model, 6)[0], cols=3).axes) == 6
-    assert len(explain.plot_position_embedding_similarity(explain.position_embedding_similarity(model)).axes) == 16
+    assert len(explain.plot_position_embedding_similarity(explain.position_embedding_similarity(model)).axes) == 16 + 1
     for method in explain.METHODS:
         path = str(tmp_path / f"{method}.png")
         assert explain.save_explanation_figure(model, x, path, method=method) == path
@@ -336,7 +337,7 @@ def test_demo_explanation_figure(tmp_path):
     fig = explain.plot_heatmaps(
         digits, {"legrad": explain.legrad(model, digits), "rollout": explain.attention_rollout(model, digits)}
     )
-    assert len(fig.axes) == 9
+    assert len(fig.axes) == 9 + 6  # 3 rows of image + 2 heatmaps, a colour bar per heatmap
     with pytest.raises(ValueError, match="Unknown options \\['colour'\\]"):
         explain.save_explanation_figure(model, digits, str(tmp_path / "x.png"), colour="red")
 

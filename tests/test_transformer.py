@@ -1,4 +1,5 @@
 import math
+import os
 
 import keras
 import numpy as np
@@ -295,3 +296,75 @@ def test_tiny_transformer_learns_to_reverse_sequences():
     out = generate(model, test_src, max_length=length + 1)
     exact = np.mean(np.all(out[:, : length + 1] == test_tgt[:, 1:], axis=1))
     assert exact >= 0.99, exact
+
+
+def _tiny_translator():
+    texts = _corpus()
+    tok = SubwordTokenizer.train(texts, vocabulary_size=60)
+    model = Transformer(tok.vocabulary_size, num_layers=1, hidden_dim=16, num_heads=2, mlp_dim=32, dropout=0.0)
+    model.source_tokenizer = tok
+    return model, texts
+
+
+def test_translate_bounds_source_and_output_length(monkeypatch):
+    import keras_vit.translation.translator as translator
+
+    model, _ = _tiny_translator()
+    calls = []
+
+    def spy(model, src, max_length, **kwargs):
+        calls.append((src.shape, max_length))
+        return np.zeros((src.shape[0], 1), "int32")
+
+    monkeypatch.setattr(translator, "generate", spy)
+    long_line = "hund " * 5000  # one line of 25,000 characters
+    with pytest.warns(UserWarning, match=r"Sentence 2 has \d+ tokens; only its first 16 are translated"):
+        translate(model, ["ein hund.", long_line], max_source_tokens=16, max_output_tokens=40)
+    # The long line is truncated to 16 tokens (its end token kept), the output to 40 rather than 16 + 50.
+    assert calls == [((2, 16), 40)]
+    calls.clear()
+    translate(model, ["ein hund."], max_length=10_000)  # the defaults: 256 source, 512 output tokens
+    assert calls[0][1] == 512
+    calls.clear()
+    # Long sources go in smaller batches: rows × beam × (source + output) stays under the budget.
+    translate(model, ["hund " * 200] * 64, beam_size=4, max_source_tokens=256)
+    assert all(rows * 4 * (length + out) <= translator.BATCH_TOKEN_BUDGET for (rows, length), out in calls)
+    assert sum(rows for (rows, _), _ in calls) == 64 and len(calls) > 1
+    for kwargs in ({"max_length": 0}, {"max_source_tokens": 0}, {"batch_size": 0}):
+        name, value = next(iter(kwargs.items()))
+        with pytest.raises(ValueError, match=f"`{name}` must be a positive integer. Received: {name}={value}"):
+            translate(model, ["ein hund."], **kwargs)
+
+
+def test_a_failed_checkpoint_save_keeps_the_previous_translator(tmp_path, monkeypatch):
+    from keras_vit.translation import train_translator
+
+    model, texts = _tiny_translator()
+    checkpoint = tmp_path / "de_en.keras"
+    model.save(checkpoint)
+    good = checkpoint.read_bytes()
+    original_save = keras.Model.save
+
+    def dies_half_way(self, path, *args, **kwargs):
+        original_save(self, path, *args, **kwargs)
+        with open(path, "r+b") as f:  # half the file written, then the disk is full
+            f.truncate(os.path.getsize(path) // 2)
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(keras.Model, "save", dies_half_way)
+    with pytest.raises(OSError, match="No space left"):
+        train_translator(
+            (texts[:40], texts[:40]),
+            tokenizer=model.source_tokenizer,
+            epochs=1,
+            tokens_per_batch=256,
+            warmup_steps=10,
+            checkpoint=str(checkpoint),
+            verbose=0,
+            num_layers=1,
+            hidden_dim=16,
+            num_heads=2,
+            mlp_dim=32,
+        )
+    assert checkpoint.read_bytes() == good
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["de_en.keras"]

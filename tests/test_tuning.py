@@ -762,3 +762,96 @@ def test_transformer_search_on_token_data(tmp_path):
     assert trial_statuses(result.tuner.project_dir) == {"0": "COMPLETED", "1": "COMPLETED"}
     assert {row["transformer/num_heads"] for row in result.rows} <= {2, 4}
     assert all(0.0 <= row["objective"] <= 1.0 for row in result.rows)
+
+
+# ---------------------------------------------------------------- searches fail loudly
+
+
+def test_zero_trials_and_zero_epochs_are_refused():
+    with pytest.raises(ValueError, match=r"`epochs` must be a positive integer. Received: epochs=0"):
+        run_search(tiny_data(), epochs=0, search_space=TINY_SPACE)
+    # KerasTuner reads max_trials=0 as "no limit": the search ran forever.
+    with pytest.raises(ValueError, match=r"`max_trials` must be a positive integer. Received: max_trials=0"):
+        run_search(tiny_data(), max_trials=0, search_space=TINY_SPACE)
+
+
+class _Explodes(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        raise RuntimeError("the data loader broke")
+
+
+def test_all_failed_search_raises_and_exports_nothing(tmp_path):
+    with pytest.raises(ValueError, match=r"No trial completed \(2 ran; the last error: RuntimeError: the data loader"):
+        run_search(
+            tiny_data(),
+            max_trials=2,
+            epochs=1,
+            batch_size=32,
+            search_space=TINY_SPACE,
+            compile_kwargs={"run_eagerly": True},
+            callbacks=[_Explodes()],
+            directory=str(tmp_path),
+            project_name="p",
+            verbose=0,
+        )
+    project = os.path.join(str(tmp_path), "p")
+    assert set(trial_statuses(project).values()) <= {"FAILED", "INVALID"}
+    assert not os.path.exists(os.path.join(project, "best_model.keras"))
+    assert not os.path.exists(os.path.join(project, BEST_TRIAL_FILE))
+
+
+def test_cli_unknown_objective_exits_2_and_exports_nothing(tmp_path):
+    x, y = tiny_data(n=32)
+    np.savez(tmp_path / "d.npz", x=x, y=y)
+    hp = [a for k, v in TINY_SPACE.items() for a in ("--hp", f"{k}={v[0] if isinstance(v, list) else v}")]
+    command = [sys.executable, "-m", "keras_vit.cli", "tune", str(tmp_path / "d.npz"), "--max-trials", "3"]
+    command += ["--epochs", "1", "--objective", "val_top5_accuracy", "--run-eagerly", "--verbose", "0"]
+    command += ["--directory", str(tmp_path / "runs"), *hp]
+    result = subprocess.run(command, capture_output=True, text=True, env=SUBPROCESS_ENV, timeout=300)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("keras-vit tune: error:")]
+    assert len(errors) == 1 and "Received: objective='val_top5_accuracy'" in errors[0], result.stderr[-3000:]
+    assert "val_accuracy" in errors[0]  # the metrics the models do report
+    assert "best hyperparameters" not in result.stdout
+    project = tmp_path / "runs" / "search"
+    assert not (project / "best_model.keras").exists()
+    assert len(trial_statuses(str(project))) == 1  # stopped at the first trial, not failed three times
+
+    zero = subprocess.run(
+        [sys.executable, "-m", "keras_vit.cli", "tune", str(tmp_path / "d.npz"), "--max-trials", "0"],
+        capture_output=True,
+        text=True,
+        env=SUBPROCESS_ENV,
+        timeout=300,
+    )
+    assert zero.returncode == 2 and "--max-trials` must be a positive integer. Received: --max-trials 0" in zero.stderr
+
+
+def test_tune_help_says_the_oracle_needs_a_trusted_network():
+    text = cli.build_parser()._subparsers._group_actions[0].choices["tune"].format_help()
+    assert "trusted network" in " ".join(text.split())
+
+
+def test_export_of_the_best_model_is_atomic(tmp_path):
+    from keras_vit.tuning import search
+
+    target = tmp_path / "best_model.keras"
+    target.write_bytes(b"the previous, valid export")
+
+    class HalfWritten(keras.Model):
+        def save(self, path, *args, **kwargs):
+            with open(path, "wb") as f:
+                f.write(b"PK\x03\x04half")
+            raise OSError(28, "No space left on device")
+
+    class Tuner:
+        project_dir = str(tmp_path)
+
+        def load_model(self, trial):
+            inputs = keras.Input((2,))
+            return HalfWritten(inputs, keras.layers.Dense(1)(inputs))
+
+    with pytest.raises(OSError, match="No space left"):
+        search._export_best(Tuner(), trial=None, export_path=str(target))
+    assert target.read_bytes() == b"the previous, valid export"
+    assert [p.name for p in tmp_path.iterdir()] == ["best_model.keras"]  # no temporary file left

@@ -9,6 +9,12 @@ a trial (`Heartbeat`), and a trial whose worker has been silent for
 `lease_seconds` goes back to the oracle's retry queue, to be run by another
 worker. Workers that find no new trial while others still hold one wait
 (IDLE) instead of exiting, so a requeued trial always has someone to run it.
+
+Security: the chief listens, without encryption or authentication, on exactly
+the address it is given (KerasTuner's gRPC protocol has neither). Anyone who
+can reach that port can read the search and report trial results: run it on
+a trusted network only, and give it a private address (never 0.0.0.0 on a
+machine reachable from the internet).
 """
 
 import contextlib
@@ -162,6 +168,7 @@ def serve_chief(oracle, address=None, lease_seconds=60.0, poll_seconds=0.5, log=
     servicer = _LeasingServicer(oracle)
     server = grpc.server(futures.ThreadPoolExecutor(max_workers=8))
     protos.get_service_grpc().add_OracleServicer_to_server(servicer, server)
+    # Unauthenticated gRPC (KerasTuner's protocol): bound to the given address only; see the module docstring.
     if not server.add_insecure_port(address):
         raise ValueError(f"Cannot listen on the oracle address. Received: oracle_address={address!r}")
     server.start()

@@ -10,6 +10,7 @@ import shlex
 import numpy as np
 
 from keras_vit.tuning.tuners import PARAMS_METRIC, SECONDS_METRIC
+from keras_vit.utils import atomic_path, atomic_write, write_json_atomic
 
 
 def results_rows(oracle):
@@ -66,13 +67,13 @@ def write_results(oracle, out_dir, objective_name="objective"):
     rows = results_rows(oracle)
     columns = _columns(rows)
     csv_path = os.path.join(out_dir, "results.csv")
-    with open(csv_path, "w", newline="") as f:
+    with atomic_write(csv_path, newline="") as f:
         writer = csv.DictWriter(f, fieldnames=columns)
         writer.writeheader()
         for row in rows:
             writer.writerow({c: row.get(c) for c in columns})
     md_path = os.path.join(out_dir, "results.md")
-    with open(md_path, "w") as f:
+    with atomic_write(md_path) as f:
         f.write(markdown_table(rows, objective_name))
     plot_path = os.path.join(out_dir, "results.png")
     plot_results(rows, plot_path, objective_name)
@@ -119,7 +120,8 @@ def plot_results(rows, path, objective_name="objective"):
     for ax in axes[len(names) + 1 :]:
         ax.axis("off")
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)
     return path
 
@@ -271,13 +273,15 @@ def _jsonable(arguments):
 def write_best_trial(record, out_dir, objective_name="objective"):
     """Writes `record` to `best_trial.json` and its command to the end of `results.md`; returns the JSON's path."""
     path = os.path.join(out_dir, BEST_TRIAL_FILE)
-    with open(path, "w") as f:
-        json.dump(record, f, indent=2)
+    write_json_atomic(record, path)
     lines = [f"\n## Best trial: {record['trial_id']} ({objective_name} {_format(record['score'])})\n"]
     if record["command"]:
         lines.append(f"\nTrain its model again, with its recipe over the same schedule:\n\n    {record['command']}\n")
     if record["recipe"]:
         lines.append(f"\nRecipe: {json.dumps(record['recipe'])}; model arguments: {BEST_TRIAL_FILE}.\n")
-    with open(os.path.join(out_dir, "results.md"), "a") as f:
-        f.write("".join(lines))
+    md_path = os.path.join(out_dir, "results.md")
+    with open(md_path, encoding="utf-8") as f:
+        table = f.read()
+    with atomic_write(md_path) as f:
+        f.write(table + "".join(lines))
     return path

@@ -24,6 +24,7 @@ from keras_vit.tuning import data as data_lib
 from keras_vit.tuning import devices, distributed, results
 from keras_vit.tuning.hypermodels import ViTHyperModel
 from keras_vit.tuning.tuners import make_tuner
+from keras_vit.utils import save_model_atomic
 
 
 @dataclasses.dataclass
@@ -155,7 +156,13 @@ def run_search(
 
     Returns:
         A `SearchResult`.
+
+    Raises:
+        ValueError: for a non-positive `max_trials` or `epochs`, an objective
+            the models do not report, or a search in which no trial completed
+            (with the last trial's error); nothing is exported then.
     """
+    _check_search_arguments(tuner, max_trials, epochs, objective)
     env = distributed.distributed_env(tuner_id, oracle_address) if distributed_search else contextlib.nullcontext()
     with env:
         role = "single"
@@ -243,25 +250,27 @@ def run_search(
             result.csv_path, result.markdown_path, result.plot_path = results.write_results(
                 oracle, project_dir, objective_name
             )
-            best = oracle.get_best_trials(1)
-            if best:
-                result.best_hyperparameters = dict(best[0].hyperparameters.values)
-                result.best_score = best[0].score
-                result.best_trial = results.best_trial_record(
-                    hypermodel,
-                    best[0],
-                    source=prepared.source if prepared else None,
-                    epochs=epochs,
-                    batch_size=batch_size,
-                    validation_split=validation_split,
-                    image_size=image_size,
-                    seed=seed,
-                    total_steps=total_steps,
-                    out_dir=os.path.join(project_dir, "best_trial"),
-                )
-                result.best_trial_path = results.write_best_trial(result.best_trial, project_dir, objective_name)
-                if export_path is not None:
-                    result.model_path = _export_best(search_tuner, best[0], export_path)
+            # KerasTuner falls back to failed trials when none completed: never report or export one.
+            best = [t for t in oracle.get_best_trials(1) if t.status == "COMPLETED"]
+            if not best:
+                raise ValueError(_no_completed_trial_message(oracle, project_dir))
+            result.best_hyperparameters = dict(best[0].hyperparameters.values)
+            result.best_score = best[0].score
+            result.best_trial = results.best_trial_record(
+                hypermodel,
+                best[0],
+                source=prepared.source if prepared else None,
+                epochs=epochs,
+                batch_size=batch_size,
+                validation_split=validation_split,
+                image_size=image_size,
+                seed=seed,
+                total_steps=total_steps,
+                out_dir=os.path.join(project_dir, "best_trial"),
+            )
+            result.best_trial_path = results.write_best_trial(result.best_trial, project_dir, objective_name)
+            if export_path is not None:
+                result.model_path = _export_best(search_tuner, best[0], export_path)
             return result
 
 
@@ -280,5 +289,36 @@ def _export_best(search_tuner, trial, export_path):
         # has no checkpoint of it.
         print(f"Best model not exported: no checkpoint of trial {trial.trial_id} here ({error})")
         return None
-    model.save(path)
+    save_model_atomic(model, path)
     return path
+
+
+def _positive_int(name, value):
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+
+
+def _check_search_arguments(tuner, max_trials, epochs, objective):
+    # KerasTuner reads max_trials=0 as "no limit" and fails every trial of epochs=0 one by one.
+    if tuner != "hyperband":
+        _positive_int("max_trials", max_trials)
+    _positive_int("epochs", epochs)
+    if tuner == "hyperband" and epochs < 2:
+        raise ValueError(
+            f"Hyperband needs `epochs` >= 2 (its brackets train 1 to `epochs` epochs). Received: epochs={epochs}"
+        )
+    if isinstance(objective, str) and not objective.strip():
+        raise ValueError(f"`objective` must name a metric, e.g. 'val_accuracy'. Received: objective={objective!r}")
+
+
+def _no_completed_trial_message(oracle, project_dir):
+    """Why the search has no result: the last line of the last failed trial's error."""
+    trials = list(oracle.trials.values())
+    if not trials:
+        return f"The search ran no trial (the search space may be empty). Received: directory={project_dir!r}"
+    reasons = [t.message.strip().splitlines()[-1] for t in trials if getattr(t, "message", None)]
+    reason = reasons[-1] if reasons else "unknown"
+    return (
+        f"No trial completed ({len(trials)} ran; the last error: {reason}); nothing was exported. "
+        f"Received: directory={project_dir!r}"
+    )

@@ -84,6 +84,12 @@ def best_epoch_metrics(histories, objective):
     best = []
     for history in histories:
         logs = history.history
+        if objective.name not in logs:
+            # The same for every trial: stop the search instead of failing each one.
+            raise keras_tuner.errors.FatalValueError(
+                f"The objective is not a metric the models report; they report {', '.join(sorted(logs))}. "
+                f"Received: objective={objective.name!r}"
+            )
         scores = np.asarray(logs[objective.name], dtype="float64")
         epoch = int(np.nanargmax(scores) if objective.direction == "max" else np.nanargmin(scores))
         best.append({name: float(values[epoch]) for name, values in logs.items()})

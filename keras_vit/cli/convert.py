@@ -51,9 +51,14 @@ _CONVERTER_OF = {"deit": "vit"}
 def run(args):
     from keras_vit import convert
     from keras_vit.applications import get_model, model_family
+    from keras_vit.utils import save_model_atomic, save_weights_atomic
 
     if not (args.out.endswith(".weights.h5") or args.out.endswith(".keras")):
         raise ValueError(f"`--out` must end in .weights.h5 or .keras. Received: --out={args.out!r}")
+    if args.classes is not None and args.classes < 1:
+        raise ValueError(f"`--classes` must be a positive integer. Received: --classes {args.classes}")
+    if args.image_size is not None and args.image_size < 1:
+        raise ValueError(f"`--image-size` must be a positive integer. Received: --image-size {args.image_size}")
     family = _CONVERTER_OF.get(model_family(args.model), model_family(args.model))
     if family not in convert.FAMILIES:
         raise ValueError(
@@ -79,10 +84,11 @@ def run(args):
         overrides["include_top"] = False
     model = get_model(args.model, **overrides)
     convert.load_checkpoint(model, state_dict, family=family, layout=args.layout)
+    # Atomic: a kill or a full disk leaves any earlier file at --out as it was.
     if args.out.endswith(".keras"):
-        model.save(args.out)
+        save_model_atomic(model, args.out)
     else:
-        model.save_weights(args.out)
+        save_weights_atomic(model, args.out)
     head = f"classes={classes}" if classes else "no head"
     print(
         f"{args.src} -> {args.out}: {args.model} ({family}), {model.count_params():,} parameters, {head}, "

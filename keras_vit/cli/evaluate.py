@@ -1,6 +1,6 @@
 """`keras-vit evaluate`: loss and accuracy of a `.keras` model on a dataset."""
 
-import json
+from keras_vit.utils import json_dumps
 
 
 def register(subparsers):
@@ -50,7 +50,7 @@ def run_evaluate(args):
     count = metrics["examples"]
     report = {"split": split, **metrics}
     if args.json:
-        print(json.dumps(report))
+        print(json_dumps(report))
     else:
         print(f"{split} ({count} images): loss {metrics['loss']:.4f}  accuracy {metrics['accuracy']:.4f}")
     return 0

@@ -43,6 +43,11 @@ def run(args):
     images = normalize(images, preprocessing)
     if args.label is not None and len(args.label) != len(args.image):
         raise ValueError(f"`--label` needs one class per image. Received: --label={args.label}")
+    # (`--class-index` is checked by the explain functions; a bad label only broke the figure titles.)
+    classes = model.output_shape[-1] if isinstance(model.output_shape, tuple) else None
+    bad = [label for label in args.label or [] if classes and not 0 <= label < classes]
+    if bad:
+        raise ValueError(f"`--label` takes class indices in [0, {classes}) for this model. Received: --label {bad[0]}")
     kwargs = {"labels": args.label, "class_names": preprocessing.get("class_names")}
     if args.method == "legrad":
         kwargs["class_index"] = args.class_index

@@ -8,6 +8,7 @@ with the mean/std that `keras-vit train` wrote beside the model
 """
 
 import os
+import zipfile
 
 
 def load_model_file(path, option="--model-file"):
@@ -21,6 +22,10 @@ def load_model_file(path, option="--model-file"):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"No such model file. Received: {option} {path!r}")
+    if path.endswith(".keras") and not zipfile.is_zipfile(path):
+        raise ValueError(
+            f"{path!r} is not a readable Keras file (truncated, or not a .keras zip archive). Received: {option} {path!r}"
+        )
     return keras.saving.load_model(path, compile=False)
 
 

@@ -1,7 +1,8 @@
 """`keras-vit predict`: the top-k classes of image files."""
 
-import json
 import sys
+
+from keras_vit.utils import json_dumps
 
 
 def register(subparsers):
@@ -43,7 +44,7 @@ def run_predict(args):
             {"image": path, "top_k": [{"class": int(i), "name": names[i], "probability": float(probs[i])} for i in top]}
         )
     if args.json:
-        print(json.dumps(results))
+        print(json_dumps(results))
     else:
         for item in results:
             ranked = ", ".join(f"{t['name']} ({t['probability']:.3f})" for t in item["top_k"])

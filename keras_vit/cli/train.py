@@ -2,8 +2,9 @@
 
 import argparse
 import ast
-import json
 import math
+
+from keras_vit.utils import json_dumps
 
 
 def register(subparsers):
@@ -11,7 +12,7 @@ def register(subparsers):
         "train",
         help="train a model on a dataset",
         description="Train a registered model (or fine-tune a .keras file) with AdamW and a warmup + cosine "
-        "schedule. Writes OUT/model.keras, OUT/preprocessing.json, OUT/checkpoints, OUT/logs (TensorBoard); "
+        "schedule. Writes OUT/model.keras, OUT/preprocessing.json, OUT/checkpoints, OUT/logs (TensorBoard, history.csv, curves.png); "
         "an interrupted run resumes from OUT/backup when rerun with the same arguments (other arguments are refused, "
         "naming those that differ). One training at a time writes into OUT (OUT/.keras_vit.lock).",
     )
@@ -122,7 +123,7 @@ def run_train(args):
     )
     report = {"model_path": result["model_path"], **(result["metrics"] or {})}
     if args.json:
-        print(json.dumps(report))
+        print(json_dumps(report))
     else:
         print(f"Saved {result['model_path']}")
         if result["metrics"]:

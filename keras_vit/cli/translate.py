@@ -3,9 +3,24 @@
 keras-vit translate train --source train.de --target train.en --out de_en.keras
 keras-vit translate run --model-file de_en.keras < sentences.de > sentences.en
 keras-vit translate evaluate --model-file de_en.keras --source test.de --target test.en
+
+`translate train` keeps its resumable state (weights, optimizer, tokenizer)
+in OUT's name with `.backup` for `.keras` (de_en.backup/): rerun the same
+command after an interruption and it continues at the next epoch; the folder
+is removed once OUT is written. Every file is written atomically.
+
+Memory is bounded: sources longer than --max-source-tokens subword tokens are
+truncated to them, with a warning on stderr naming the line; no output is
+longer than --max-output-tokens.
 """
 
+import contextlib
+import os
 import sys
+import warnings
+
+from keras_vit.translation.translator import MAX_OUTPUT_TOKENS, MAX_SOURCE_TOKENS
+from keras_vit.utils import atomic_write
 
 
 def register(subparsers):
@@ -18,7 +33,11 @@ def register(subparsers):
     train.add_argument("--tfds", help='a TFDS translation set instead, e.g. "ted_hrlr_translate/pt_to_en"')
     train.add_argument("--val-source")
     train.add_argument("--val-target")
-    train.add_argument("--out", required=True, help="path of the .keras translator to write")
+    train.add_argument(
+        "--out",
+        required=True,
+        help="path of the .keras translator to write (resumable state: OUT without .keras + .backup)",
+    )
     train.add_argument("--vocabulary-size", type=int, default=8000)
     train.add_argument("--variant", default="base", choices=["base", "big"])
     train.add_argument("--num-layers", type=int)
@@ -54,8 +73,46 @@ def _decoding_args(parser):
     parser.add_argument("--model-file", required=True, help="a .keras translator written by `translate train`")
     parser.add_argument("--beam-size", type=int, default=4)
     parser.add_argument("--length-penalty", type=float, default=0.6)
-    parser.add_argument("--max-length", type=int, help="default: source length + 50")
+    parser.add_argument("--max-length", type=int, help="most tokens generated per line (default: source length + 50)")
+    parser.add_argument(
+        "--max-source-tokens",
+        type=int,
+        default=MAX_SOURCE_TOKENS,
+        help=f"longer lines are truncated, with a warning (default {MAX_SOURCE_TOKENS})",
+    )
+    parser.add_argument(
+        "--max-output-tokens",
+        type=int,
+        default=MAX_OUTPUT_TOKENS,
+        help=f"cap on --max-length and its default (default {MAX_OUTPUT_TOKENS})",
+    )
     parser.add_argument("--batch-size", type=int, default=64)
+
+
+def _check_positive(args, *names):
+    for name in names:
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            flag = "--" + name.replace("_", "-")
+            raise ValueError(f"`{flag}` must be a positive integer. Received: {flag} {value}")
+
+
+def _read_lines(path):
+    """Lines of a UTF-8 text file, or of stdin for "-"; a clear error naming the input otherwise."""
+    name = "stdin" if path == "-" else repr(path)
+    if path == "-":
+        data = sys.stdin.buffer.read()
+    else:
+        with open(path, "rb") as f:
+            data = f.read()
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise ValueError(
+            f"{name} is not UTF-8 text: byte {data[error.start]:#04x} at offset {error.start}. "
+            "Convert it first, e.g. with `iconv -t utf-8`."
+        ) from None
+    return text.splitlines()
 
 
 def _load(path):
@@ -68,17 +125,40 @@ def _load(path):
 
 
 def _decoding_kwargs(args):
+    _check_positive(args, "beam_size", "max_length", "max_source_tokens", "max_output_tokens", "batch_size")
     return dict(
         beam_size=args.beam_size,
         length_penalty=args.length_penalty,
         max_length=args.max_length,
         batch_size=args.batch_size,
+        max_source_tokens=args.max_source_tokens,
+        max_output_tokens=args.max_output_tokens,
     )
+
+
+@contextlib.contextmanager
+def _warnings_to_stderr():
+    """The block's warnings (truncated lines) as one `keras-vit translate: warning: ...` line each."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        try:
+            yield
+        finally:
+            for warning in caught:
+                print(f"keras-vit translate: warning: {warning.message}", file=sys.stderr)
+
+
+def backup_dir_of(out):
+    """The resumable-state folder of `translate train --out OUT`: beside OUT, named after it."""
+    return os.path.splitext(out)[0] + ".backup"
 
 
 def run_train(args):
     from keras_vit.translation import load_parallel_text, load_tfds_translation, train_translator
 
+    if not args.out.endswith(".keras"):
+        raise ValueError(f"`--out` must end in .keras. Received: --out {args.out!r}")
+    _check_positive(args, "epochs", "vocabulary_size", "tokens_per_batch", "limit")
     if args.tfds:
         train = load_tfds_translation(args.tfds, "train", limit=args.limit)
         val = load_tfds_translation(args.tfds, "validation")
@@ -105,12 +185,12 @@ def run_train(args):
         label_smoothing=args.label_smoothing,
         time_limit=args.minutes * 60 if args.minutes else None,
         checkpoint=args.out,
+        backup_dir=backup_dir_of(args.out),
         verbose=2,
         variant=args.variant,
         norm_first=args.norm_first,
         **overrides,
     )
-    model.save(args.out)
     print(f"saved {args.out} ({model.count_params():,} parameters, {len(history.history.get('loss', []))} epochs)")
     return 0
 
@@ -118,18 +198,16 @@ def run_train(args):
 def run_translate(args):
     from keras_vit.translation import translate
 
+    kwargs = _decoding_kwargs(args)
+    lines = _read_lines(args.input)
     model = _load(args.model_file)
-    if args.input == "-":
-        lines = sys.stdin.read().splitlines()
-    else:
-        with open(args.input, encoding="utf-8") as f:
-            lines = f.read().splitlines()
-    outputs = translate(model, lines, **_decoding_kwargs(args)) if lines else []
+    with _warnings_to_stderr():
+        outputs = translate(model, lines, **kwargs) if lines else []
     text = "".join(line + "\n" for line in outputs)
     if args.output == "-":
         sys.stdout.write(text)
     else:
-        with open(args.output, "w", encoding="utf-8") as f:
+        with atomic_write(args.output) as f:
             f.write(text)
     return 0
 
@@ -137,11 +215,13 @@ def run_translate(args):
 def run_evaluate(args):
     from keras_vit.translation import evaluate_bleu, load_parallel_text
 
+    kwargs = _decoding_kwargs(args)
     model = _load(args.model_file)
     sources, references = load_parallel_text(args.source, args.target)
-    score, hypotheses = evaluate_bleu(model, sources, references, **_decoding_kwargs(args))
+    with _warnings_to_stderr():
+        score, hypotheses = evaluate_bleu(model, sources, references, **kwargs)
     if args.hypotheses:
-        with open(args.hypotheses, "w", encoding="utf-8") as f:
+        with atomic_write(args.hypotheses) as f:
             f.write("".join(h + "\n" for h in hypotheses))
     print(score)
     return 0

@@ -17,6 +17,14 @@ Distributed (KerasTuner's chief/worker mode; start the chief first, with the
 same data and search space everywhere):
     keras-vit tune data.npz --distributed --tuner-id chief --oracle-address 10.0.0.1:8000
     keras-vit tune data.npz --distributed --tuner-id worker0 --oracle-address 10.0.0.1:8000
+
+The chief's oracle has no authentication or encryption (KerasTuner's gRPC
+protocol): it listens on exactly --oracle-address, and must run on a trusted
+network only.
+
+A search with no completed trial (every trial failed, an unknown
+--objective, an empty search space) exits with status 2 and the reason, and
+exports nothing: best_model.keras only ever holds a completed trial.
 """
 
 import os
@@ -64,6 +72,8 @@ def register(subparsers):
         "tune",
         help="search a ViT's hyperparameters (patch size, depth, heads, ...) with KerasTuner",
         description=__doc__.split("\n\n")[0],
+        epilog="Distributed search: the chief's oracle has no authentication or encryption and listens on "
+        "exactly --oracle-address; run it on a trusted network only.",
     )
     parser.add_argument("data", help="data source: tfds:NAME, an image folder or an .npz file with x and y")
     parser.add_argument("--tuner", choices=("random", "bayesian", "hyperband", "grid"), default="random")
@@ -100,7 +110,8 @@ def register(subparsers):
     parser.add_argument(
         "--oracle-address",
         default=None,
-        help="chief host:port (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT)",
+        help="chief host:port (default: $KERASTUNER_ORACLE_IP:$KERASTUNER_ORACLE_PORT); the chief listens on exactly "
+        "this address, unauthenticated: trusted networks only",
     )
     parser.add_argument(
         "--lease-seconds", type=float, default=60.0, help="chief: requeue a trial whose worker is silent this long"
@@ -115,6 +126,15 @@ def register(subparsers):
 def run(args):
     from keras_vit.tuning import run_search
 
+    for flag, value in (
+        ("--max-trials", args.max_trials),
+        ("--epochs", args.epochs),
+        ("--batch-size", args.batch_size),
+    ):
+        if value < 1:
+            raise ValueError(f"`{flag}` must be a positive integer. Received: {flag} {value}")
+    if args.export.lower() != "none" and args.export != "auto" and not args.export.endswith(".keras"):
+        raise ValueError(f"`--export` must end in .keras (or be 'auto' or 'none'). Received: --export {args.export!r}")
     search_space = dict(parse_hp(text) for text in args.hp)
     if args.distributed and args.oracle_address is None and "KERASTUNER_ORACLE_IP" not in os.environ:
         raise ValueError("--distributed needs --oracle-address host:port (or $KERASTUNER_ORACLE_IP/PORT)")

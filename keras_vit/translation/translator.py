@@ -3,7 +3,10 @@
 BLEU is sacreBLEU's, on detokenized, cased text.
 """
 
+import os
+import shutil
 import time
+import warnings
 
 import keras
 import numpy as np
@@ -12,6 +15,7 @@ from keras_vit.translation.data import TokenBatches, pad_sequences
 from keras_vit.translation.decoding import generate
 from keras_vit.translation.losses import compile_translator
 from keras_vit.translation.tokenizer import SubwordTokenizer
+from keras_vit.utils import atomic_write, save_model_atomic, save_weights_atomic
 
 
 def encode_pairs(tokenizer, sources, targets, max_tokens=None, target_tokenizer=None):
@@ -25,32 +29,84 @@ def encode_pairs(tokenizer, sources, targets, max_tokens=None, target_tokenizer=
     return src, tgt
 
 
-def translate(model, sentences, beam_size=4, length_penalty=0.6, max_length=None, batch_size=64, use_cache=True):
+# Defaults that bound the memory of one `translate` call: decoding caches grow with source length ×
+# output length × beam × batch, so one unbounded line (50,000 characters) could take tens of GB.
+MAX_SOURCE_TOKENS = 256
+MAX_OUTPUT_TOKENS = 512
+# Rows of a batch are cut so that rows × beam × (source + output length) stays under this many tokens.
+BATCH_TOKEN_BUDGET = 65536
+
+
+def _positive(name, value, allow_none=False):
+    if value is None and allow_none:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"`{name}` must be a positive integer. Received: {name}={value!r}")
+
+
+def translate(
+    model,
+    sentences,
+    beam_size=4,
+    length_penalty=0.6,
+    max_length=None,
+    batch_size=64,
+    use_cache=True,
+    max_source_tokens=MAX_SOURCE_TOKENS,
+    max_output_tokens=MAX_OUTPUT_TOKENS,
+):
     """Translates a list of sentences with a translator that carries its tokenizers.
+
+    Memory is bounded: a source longer than `max_source_tokens` subword
+    tokens is truncated to its first `max_source_tokens` (its end token kept)
+    with a warning naming the sentence, and no output exceeds
+    `max_output_tokens`; long sentences go in smaller batches.
 
     Args:
         model: a `Seq2SeqTransformer` with `source_tokenizer` (and optionally
             `target_tokenizer`; else the source one is used).
         sentences: list of str.
         beam_size, length_penalty, use_cache: see `keras_vit.translation.generate`.
-        max_length: int or None, defaults to source length + 50 per batch.
-        batch_size: int.
+        max_length: int or None, the most tokens generated per sentence;
+            None means source length + 50. Capped at `max_output_tokens`.
+        batch_size: int, the most sentences decoded together.
+        max_source_tokens: int, longer sources are truncated (with a warning).
+        max_output_tokens: int, the cap on `max_length`.
 
     Returns:
         list of str, detokenized.
     """
     if model.source_tokenizer is None:
         raise ValueError("The model has no `source_tokenizer`; train or load a translator first.")
+    _positive("max_length", max_length, allow_none=True)
+    _positive("batch_size", batch_size)
+    _positive("beam_size", beam_size)
+    _positive("max_source_tokens", max_source_tokens)
+    _positive("max_output_tokens", max_output_tokens)
     source_tok = model.source_tokenizer
     target_tok = model.target_tokenizer or source_tok
     ids = source_tok.encode(list(sentences), add_eos=True)
+    for i, row in enumerate(ids):
+        if len(row) > max_source_tokens:
+            warnings.warn(
+                f"Sentence {i + 1} has {len(row)} tokens; only its first {max_source_tokens} are translated "
+                f"(raise max_source_tokens to translate more). Received: max_source_tokens={max_source_tokens}",
+                stacklevel=2,
+            )
+            ids[i] = row[: max_source_tokens - 1] + [row[-1]]
     order = np.argsort([len(x) for x in ids], kind="stable")
     outputs = [None] * len(ids)
-    for start in range(0, len(ids), batch_size):
-        rows = order[start : start + batch_size]
+    start = 0
+    while start < len(ids):
+        # Sources are sorted by length, so the window's last row is its longest.
+        longest = len(ids[order[min(start + batch_size, len(ids)) - 1]])
+        bound = min(max_length if max_length is not None else longest + 50, max_output_tokens)
+        rows_fit = max(1, BATCH_TOKEN_BUDGET // (beam_size * (longest + bound)))
+        rows = order[start : start + min(batch_size, rows_fit)]
+        start += len(rows)
         batch = [ids[i] for i in rows]
         src = pad_sequences(batch, max(map(len, batch)), model.padding_id)
-        length = max_length or src.shape[1] + 50
+        length = min(max_length if max_length is not None else src.shape[1] + 50, max_output_tokens)
         out = generate(
             model,
             src,
@@ -89,6 +145,57 @@ class _TimeLimit(keras.callbacks.Callback):
             self.model.stop_training = True
 
 
+_BACKUP_TOKENIZER = "tokenizer.json"
+
+
+def _backup_weights(backup_dir):
+    """`[(epoch, path)]` of the epoch backups in `backup_dir`, newest first."""
+    found = []
+    for name in os.listdir(backup_dir) if os.path.isdir(backup_dir) else []:
+        stem = name[len("epoch-") : -len(".weights.h5")] if name.startswith("epoch-") else ""
+        if name.endswith(".weights.h5") and stem.isdigit():
+            found.append((int(stem), os.path.join(backup_dir, name)))
+    return sorted(found, reverse=True)
+
+
+class _EpochBackup(keras.callbacks.Callback):
+    """After each epoch: the weights and optimizer state in `backup_dir/epoch-N.weights.h5`, and the
+    whole translator in `checkpoint`; both written atomically, so a kill leaves the previous ones."""
+
+    def __init__(self, backup_dir, checkpoint):
+        super().__init__()
+        self.backup_dir, self.checkpoint = backup_dir, checkpoint
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self.backup_dir:
+            older = _backup_weights(self.backup_dir)
+            # One file per epoch: the epoch number and the weights land in one atomic rename.
+            save_weights_atomic(self.model, os.path.join(self.backup_dir, f"epoch-{epoch + 1}.weights.h5"))
+            for _, path in older:
+                os.remove(path)
+        if self.checkpoint:
+            save_model_atomic(self.model, self.checkpoint)
+
+
+def _restore(model, backup_dir):
+    """Loads the newest readable epoch backup into `model`; returns its epoch (0 if none).
+
+    An unreadable backup (a foreign or damaged file) is renamed `*.corrupt`
+    with a warning and the next older one is tried.
+    """
+    for epoch, path in _backup_weights(backup_dir):
+        if not model.optimizer.built:
+            model.optimizer.build(model.trainable_variables)
+        try:
+            model.load_weights(path)
+        except (OSError, ValueError, KeyError) as error:
+            os.replace(path, path + ".corrupt")
+            warnings.warn(f"Set aside the unreadable backup {path!r} ({error}); trying an older one.", stacklevel=2)
+            continue
+        return epoch
+    return 0
+
+
 def train_translator(
     train_pairs,
     val_pairs=None,
@@ -103,22 +210,30 @@ def train_translator(
     checkpoint=None,
     tokenizer=None,
     verbose=1,
+    backup_dir=None,
     **model_kwargs,
 ):
     """Learns a shared BPE vocabulary, builds a Transformer and trains it.
 
+    With `backup_dir`, an interrupted training resumes: after each epoch the
+    weights and optimizer state go to `backup_dir` (with the tokenizer, so the
+    vocabulary is the same), and a rerun with the same arguments continues
+    at the next epoch. The folder is removed when training ends.
+
     Args:
         train_pairs, val_pairs: `(sources, targets)` lists of str.
         vocabulary_size: int, shared subword vocabulary size.
-        epochs: int.
+        epochs: int, the total number of epochs (a resumed run counts the
+            epochs already done).
         tokens_per_batch: int, padded tokens per batch.
         warmup_steps, learning_rate_scale, label_smoothing: see `compile_translator`.
         max_tokens: int, training pairs longer than this are dropped.
         time_limit: seconds or None; training stops after this wall time
             (tokenizer training included).
-        checkpoint: path of a `.keras` file written after each epoch (the
-            whole translator, tokenizer included).
+        checkpoint: path of a `.keras` file written atomically after each
+            epoch and at the end (the whole translator, tokenizer included).
         tokenizer: a `SubwordTokenizer` to use instead of training one.
+        backup_dir: folder of the resumable state, or None (no resuming).
         **model_kwargs: `keras_vit.applications.Transformer` arguments
             (`variant`, `num_layers`, `hidden_dim`, ...).
 
@@ -127,10 +242,17 @@ def train_translator(
     """
     from keras_vit.applications.transformer import Transformer
 
+    _positive("epochs", epochs)
     start = time.time()
     sources, targets = train_pairs
+    backup_tokenizer = os.path.join(backup_dir, _BACKUP_TOKENIZER) if backup_dir else None
+    if tokenizer is None and backup_tokenizer and os.path.isfile(backup_tokenizer):
+        tokenizer = SubwordTokenizer.load(backup_tokenizer)  # the resumed weights index this vocabulary
     if tokenizer is None:
         tokenizer = SubwordTokenizer.train(list(sources) + list(targets), vocabulary_size)
+    if backup_tokenizer:
+        with atomic_write(backup_tokenizer) as f:
+            f.write(tokenizer.to_json())
     src, tgt = encode_pairs(tokenizer, sources, targets, max_tokens)
     train = TokenBatches(src, tgt, tokens_per_batch, shuffle=True, pad_id=SubwordTokenizer.pad_id)
     val = None
@@ -140,15 +262,22 @@ def train_translator(
     model = Transformer(tokenizer.vocabulary_size, padding_id=SubwordTokenizer.pad_id, **model_kwargs)
     model.source_tokenizer = tokenizer
     compile_translator(model, warmup_steps, learning_rate_scale, label_smoothing)
-    callbacks = [_TimeLimit(time_limit, start)]
-    if checkpoint:
-        callbacks.append(keras.callbacks.ModelCheckpoint(checkpoint, save_weights_only=False))
+    initial_epoch = _restore(model, backup_dir) if backup_dir else 0
+    if initial_epoch and verbose:
+        print(f"Resuming from {backup_dir!r} after epoch {initial_epoch}/{epochs}")
+    callbacks = [_TimeLimit(time_limit, start), _EpochBackup(backup_dir, checkpoint)]
     history = model.fit(
         train.for_fit(),
         validation_data=val and val.for_fit(),
         epochs=epochs,
+        initial_epoch=min(initial_epoch, epochs),
         callbacks=callbacks,
         verbose=verbose,
         shuffle=False,
     )
+    if checkpoint:
+        save_model_atomic(model, checkpoint)
+    if backup_dir:
+        # Only now that the final translator is on disk.
+        shutil.rmtree(backup_dir, ignore_errors=True)
     return model, history
