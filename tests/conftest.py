@@ -15,13 +15,22 @@ def data_dir():
     return os.environ.get("KERAS_VIT_DATA", os.path.join("..", "shared", "data"))
 
 
-@pytest.fixture
-def shared_data():
-    """Path of the shared datasets folder; skips the test with a clear message if absent."""
+def shared_data_path():
+    """The shared datasets folder, or a skip that says why; under `CI=true` a failure instead, so that a CI run
+    without its data cannot pass by skipping the tests that need it."""
     path = data_dir()
     if not os.path.isdir(path):
-        pytest.skip(f"shared datasets not found at {path!r}; set KERAS_VIT_DATA to the folder")
+        reason = f"shared datasets not found at {path!r}; set KERAS_VIT_DATA to the folder"
+        if os.environ.get("CI", "").strip().lower() in ("true", "1"):
+            pytest.fail(f"{reason} (CI={os.environ['CI']}: missing data fails instead of skipping)", pytrace=False)
+        pytest.skip(reason)
     return path
+
+
+@pytest.fixture
+def shared_data():
+    """Path of the shared datasets folder (see `shared_data_path`)."""
+    return shared_data_path()
 
 
 @pytest.fixture(autouse=True)

@@ -18,7 +18,7 @@ from keras_vit import cli, convert
 from keras_vit.applications import DeepViT, MViTv2, SwinTransformer, T2TViT, VisionTransformer
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
-TOL = 1e-4
+TOL = 2e-5  # measured max abs difference 3.5e-6 (float32 CPU, oneDNN on; 2.2e-6 off)
 TINY_VIT = dict(patch_size=8, input_shape=(32, 32, 3), hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, classes=10)
 
 

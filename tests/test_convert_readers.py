@@ -129,3 +129,15 @@ def test_pth_without_torch_says_what_to_install(tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch", None)
     with pytest.raises(ImportError, match=r"needs PyTorch \(`pip install torch`\)"):
         convert.read_torch_state_dict(tmp_path / "model.pth")
+
+
+def test_pth_with_a_torch_older_than_2_6_is_refused(tmp_path, monkeypatch):
+    """Before 2.6, `torch.load(weights_only=True)` could still run code (CVE-2025-32434)."""
+    torch = pytest.importorskip("torch")
+    path = tmp_path / "model.pth"
+    torch.save({"w": torch.zeros(2)}, path)
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
+    with pytest.raises(ImportError, match=r"needs torch>=2\.6\. Received: torch==2\.5\.1\+cpu"):
+        convert.read_torch_state_dict(path)
+    monkeypatch.setattr(torch, "__version__", "2.6.0")
+    np.testing.assert_array_equal(convert.read_torch_state_dict(path)["w"], np.zeros(2))

@@ -446,3 +446,47 @@ def test_cli_train_names_a_corrupt_image_file(tmp_path):
     result = _train_cli(tmp_path, str(root))
     assert result.returncode == 2, result.stderr
     assert os.path.join(str(root), "b", "truncated.png") in result.stderr and "Traceback" not in result.stderr
+
+
+def _order(ds, images):
+    """The file positions of the images a pipeline yields, in the order it yields them."""
+    x, _ = _all(ds)
+    flat = images.reshape(len(images), -1) / 255.0
+    return [int(np.argmin(np.abs(flat - row.reshape(1, -1)).sum(1))) for row in x]
+
+
+def test_training_split_is_reshuffled_each_epoch_and_evaluation_splits_are_not(tmp_path):
+    path = str(tmp_path / "d.npz")
+    arrays = _write_npz(path, n=40)
+    bundle = data.load(path, batch_size=8, validation_split=0.0, normalize=False)
+    first, second = _order(bundle.train, arrays["x"]), _order(bundle.train, arrays["x"])
+    # Every training image once per epoch, not in file order, and in a new order each epoch.
+    assert sorted(first) == sorted(second) == list(range(40))
+    assert first != list(range(40)) and second != list(range(40))
+    assert first != second
+    # The same seed gives the same sequence of epochs.
+    again = data.load(path, batch_size=8, validation_split=0.0, normalize=False)
+    assert _order(again.train, arrays["x"]) == first
+    # Test and validation keep the file order, epoch after epoch.
+    assert _order(bundle.test, arrays["x_test"]) == _order(bundle.test, arrays["x_test"]) == list(range(10))
+    held = data.load(path, batch_size=8, validation_split=0.25, normalize=False)
+    val = _order(held.validation, arrays["x"])
+    assert len(val) == 10 and val == sorted(val) == _order(held.validation, arrays["x"])
+
+
+def test_missing_shared_data_skips_with_the_reason_and_fails_under_ci(tmp_path, monkeypatch):
+    from conftest import shared_data_path
+
+    missing = str(tmp_path / "no_data_here")
+    monkeypatch.setenv("KERAS_VIT_DATA", missing)
+    monkeypatch.delenv("CI", raising=False)
+    # Caught as BaseException: a skip where a failure is due must fail this test, not skip it.
+    with pytest.raises(BaseException, match=r"shared datasets not found at .*no_data_here.*KERAS_VIT_DATA") as info:
+        shared_data_path()
+    assert info.type is pytest.skip.Exception
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(BaseException, match=r"shared datasets not found at .*no_data_here.*CI=true") as info:
+        shared_data_path()
+    assert info.type is pytest.fail.Exception
+    monkeypatch.setenv("KERAS_VIT_DATA", str(tmp_path))
+    assert shared_data_path() == str(tmp_path)

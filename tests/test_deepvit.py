@@ -11,6 +11,8 @@ from keras_vit.convert import load_checkpoint
 from keras_vit.layers import ReAttention
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+# Max abs difference to the reference outputs in float32 on CPU (TensorFlow, oneDNN off and on): 1.2e-6.
+TOL = 2e-5
 
 
 def test_parity_with_vit_pytorch_deepvit():
@@ -31,7 +33,7 @@ def test_parity_with_vit_pytorch_deepvit():
     load_checkpoint(model, state)
     out = keras.ops.convert_to_numpy(model(data["input"].transpose(0, 2, 3, 1)))
     assert np.abs(data["output"]).max() > 0.1
-    assert np.abs(out - data["output"]).max() <= 1e-4
+    assert np.abs(out - data["output"]).max() <= TOL
 
 
 # vit_pytorch.deepvit.DeepViT(image_size, patch_size, num_classes, dim, depth, heads,

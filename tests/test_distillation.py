@@ -76,3 +76,39 @@ def test_inference_is_the_students_averaged_heads_and_loss_weights():
         DistillationTrainer(student, _teacher(), distillation_type="medium")
     with pytest.raises(ValueError, match="Received: alpha=2"):
         DistillationTrainer(student, _teacher(), alpha=2)
+
+
+def _log_softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    return z - np.log(np.exp(z).sum(-1, keepdims=True))
+
+
+def _numpy_deit_loss(zs, zd, zt, y, alpha, distillation_type, tau):
+    """DeiT's loss in NumPy: Eq. 2 (soft) and Eq. 3 (hard), averaged over the batch."""
+    ce = -_log_softmax(zs)[np.arange(len(y)), y]
+    if distillation_type == "hard":
+        distill = -_log_softmax(zd)[np.arange(len(y)), zt.argmax(-1)]
+    else:  # τ² KL(ψ(Z_t/τ) ‖ ψ(Z_d/τ)), teacher first.
+        log_pt, log_pd = _log_softmax(zt / tau), _log_softmax(zd / tau)
+        distill = tau**2 * (np.exp(log_pt) * (log_pt - log_pd)).sum(-1)
+    return ((1 - alpha) * ce + alpha * distill).mean()
+
+
+@pytest.mark.parametrize(
+    "distillation_type, alpha, tau", [("soft", 0.7, 3.0), ("soft", 1.0, 0.5), ("hard", 0.5, 1.0), ("hard", 0.3, 4.0)]
+)
+def test_loss_on_fixed_logits_matches_deit_equations(distillation_type, alpha, tau):
+    rng = np.random.default_rng(1)
+    batch = 6
+    # The teacher is the identity on its inputs, so x *is* the teacher's logits Z_t.
+    inputs = keras.Input((CLASSES,))
+    teacher = keras.Model(inputs, keras.layers.Identity()(inputs))
+    student = keras.Sequential([keras.Input((CLASSES,)), keras.layers.Dense(CLASSES)])
+    trainer = DistillationTrainer(student, teacher, alpha=alpha, distillation_type=distillation_type, temperature=tau)
+    zt, zs, zd = (3.0 * rng.standard_normal((batch, CLASSES)).astype("float32") for _ in range(3))
+    y = rng.integers(0, CLASSES, batch)
+    loss = keras.ops.convert_to_numpy(trainer.compute_loss(zt, y, (zs, zd)))
+    np.testing.assert_allclose(loss, _numpy_deit_loss(zs, zd, zt, y, alpha, distillation_type, tau), rtol=1e-5)
+    # One-hot labels give the same loss as class ids.
+    one_hot = np.eye(CLASSES, dtype="float32")[y]
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(trainer.compute_loss(zt, one_hot, (zs, zd))), loss, rtol=1e-5)

@@ -10,6 +10,8 @@ from keras_vit.applications.t2t_vit import T2TViT
 from keras_vit.convert import CheckpointError, load_checkpoint
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
+# Max abs difference to the reference outputs in float32 on CPU (TensorFlow, oneDNN off and on): 3.5e-6 (Performer).
+TOL = 2e-5
 
 
 def load_fixture(name):
@@ -36,7 +38,7 @@ def test_parity_with_vit_pytorch_t2t():
     load_checkpoint(model, state, layout="vit_pytorch")
     out = keras.ops.convert_to_numpy(model(x))
     assert np.abs(expected).max() > 0.1
-    assert np.abs(out - expected).max() <= 1e-4
+    assert np.abs(out - expected).max() <= TOL
 
 
 @pytest.mark.parametrize("tokens_type", ["performer", "transformer"])
@@ -56,7 +58,7 @@ def test_parity_with_official_t2t(tokens_type):
     load_checkpoint(model, state, layout="official")
     out = keras.ops.convert_to_numpy(model(x))
     assert np.abs(expected).max() > 0.1
-    assert np.abs(out - expected).max() <= 1e-4
+    assert np.abs(out - expected).max() <= TOL
 
 
 def test_converter_rejects_a_mismatched_state_dict():

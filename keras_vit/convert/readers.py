@@ -19,6 +19,10 @@ from keras_vit.convert.engine import CheckpointError
 CHECKPOINT_EXTENSIONS = (".safetensors", ".pth", ".pt", ".bin", ".npz")
 
 
+# The first PyTorch whose `torch.load(weights_only=True)` runs no code.
+MIN_SAFE_TORCH = (2, 6)
+
+
 def is_checkpoint_path(path):
     """Whether `path` names a checkpoint this module converts (by extension)."""
     return os.fspath(path).lower().endswith(CHECKPOINT_EXTENSIONS)
@@ -80,6 +84,13 @@ def read_torch_state_dict(path):
             "Reading PyTorch `.pth`/`.bin` checkpoints needs PyTorch (`pip install torch`). "
             "Alternatively save the state dict as `.safetensors`, which needs no PyTorch."
         ) from error
+    major, minor = (int(part) for part in torch.__version__.split(".")[:2])
+    if (major, minor) < MIN_SAFE_TORCH:
+        # Before 2.6, torch.load(weights_only=True) could still run code (CVE-2025-32434).
+        raise ImportError(
+            f"Reading `.pth`/`.bin` checkpoints safely needs torch>=2.6. Received: torch=={torch.__version__}. "
+            "Upgrade PyTorch, or convert the file to `.safetensors`."
+        )
     path = os.fspath(path)
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
