@@ -241,7 +241,7 @@ class PatchEncoder(keras.layers.Layer):
             if extent is not None and extent % p:
                 raise ValueError(
                     f"`patch_size` must divide the image {axis}. Received: patch_size={self.patch_size} "
-                    f"for an input of shape {inputs.shape}"
+                    f"for an input of shape {tuple(inputs.shape)}"
                 )
         x = self.projection(inputs)  # (B, h, w, D): x_p^n E for every patch.
         height, width = x.shape[1], x.shape[2]
