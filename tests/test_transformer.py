@@ -368,3 +368,53 @@ def test_a_failed_checkpoint_save_keeps_the_previous_translator(tmp_path, monkey
         )
     assert checkpoint.read_bytes() == good
     assert sorted(p.name for p in tmp_path.iterdir()) == ["de_en.keras"]
+
+
+def _exhaustive_best(model, src, max_length, alpha, start_id, end_id, forbidden, divide=True):
+    """The best-scoring output of every source by brute force: every sequence that ends with
+    `end_id` within `max_length` tokens, or reaches `max_length`, scored log P(Y) / lp(|Y|)
+    (multiplied by lp(|Y|) when `divide` is False, the bug this oracle must tell apart)."""
+    vocab = model.vocabulary_size
+    tokens = [t for t in range(vocab) if t not in forbidden]
+    candidates = []
+    frontier = [[]]
+    for length in range(1, max_length + 1):
+        grown = [seq + [t] for seq in frontier for t in tokens]
+        candidates += [seq for seq in grown if seq[-1] == end_id or length == max_length]
+        frontier = [seq for seq in grown if seq[-1] != end_id]
+    best = []
+    for b in range(src.shape[0]):
+        seqs = np.zeros((len(candidates), max_length), "int32")
+        for i, seq in enumerate(candidates):
+            seqs[i, : len(seq)] = seq
+        dec_in = np.concatenate([np.full((len(seqs), 1), start_id), seqs[:, :-1]], axis=1).astype("int32")
+        enc = np.repeat(src[b : b + 1], len(seqs), axis=0)
+        logits = ops.convert_to_numpy(model({"encoder_inputs": enc, "decoder_inputs": dec_in})).astype("float64")
+        logp = logits - logits.max(-1, keepdims=True)
+        logp = logp - np.log(np.exp(logp).sum(-1, keepdims=True))
+        picked = np.take_along_axis(logp, seqs[..., None], -1)[..., 0]
+        lengths = np.array([len(seq) for seq in candidates])
+        total = np.array([picked[i, :n].sum() for i, n in enumerate(lengths)])
+        penalty = ((5.0 + lengths) / 6.0) ** alpha
+        score = total / penalty if divide else total * penalty
+        best.append(candidates[int(np.argmax(score))])
+    return best
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.6, 2.0])
+def test_wide_beam_finds_the_exhaustive_best_under_the_documented_length_penalty(alpha):
+    """Wu et al. (2016) Eq. 14: s(Y) = log P(Y) / lp(Y), lp(Y) = ((5 + |Y|) / 6)^α. A beam wider than
+    every prefix there is explores everything, so it must return the brute-force argmax."""
+    keras.utils.set_random_seed(3)
+    model = Transformer(6, num_layers=1, hidden_dim=16, num_heads=2, mlp_dim=32, dropout=0.0)
+    src = np.array([[4, 5, 4, 3], [5, 5, 3, 0], [4, 4, 4, 3]], "int32")
+    forbidden = [0, 2]  # padding and start
+    out = generate(
+        model, src, max_length=4, beam_size=64, length_penalty=alpha, start_id=2, end_id=3, forbidden_ids=forbidden
+    )
+    expected = _exhaustive_best(model, src, 4, alpha, 2, 3, forbidden)
+    for row, best in zip(out, expected):
+        assert list(row[: len(best)]) == best and not row[len(best) :].any()
+    if alpha == 2.0:
+        # The oracle tells a divided penalty from a multiplied one on this model.
+        assert expected != _exhaustive_best(model, src, 4, alpha, 2, 3, forbidden, divide=False)
