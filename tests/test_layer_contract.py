@@ -222,32 +222,10 @@ CASES = [
 CASES_BY_ID = {case.id: case for case in CASES}
 assert len(CASES_BY_ID) == len(CASES), "case ids must be unique"
 
-# Known contract failures, as {(case id, check): reason} or
-# {(case id, check): (reason, backends)}; each becomes a strict xfail, so a fix
-# turns it red until the entry is removed.
-KNOWN_FAILURES = {}
 
-
-CHECKS = ("config", "compute_output_shape", "symbolic", "saving", "mixed_precision")
-
-
-def test_known_failures_name_real_cases():
-    for case_id, check in KNOWN_FAILURES:
-        assert case_id in CASES_BY_ID and check in CHECKS, (case_id, check)
-
-
-def cases(check, only=None):
-    params = []
-    for case in CASES:
-        if only is not None and not only(case):
-            continue
-        known = KNOWN_FAILURES.get((case.id, check))
-        reason, backends = (known, None) if isinstance(known, str) or known is None else known
-        marks = []
-        if reason and (backends is None or keras.backend.backend() in backends):
-            marks.append(pytest.mark.xfail(strict=True, reason=reason))
-        params.append(pytest.param(case, id=case.id, marks=marks))
-    return params
+def cases(only=None):
+    """One pytest parameter per table entry (those `only` keeps)."""
+    return [pytest.param(case, id=case.id) for case in CASES if only is None or only(case)]
 
 
 def call_layer(layer, case, arrays):
@@ -322,7 +300,7 @@ def init_argument_names(cls):
 
 
 # 1. Config round trip; keys are the __init__ arguments.
-@pytest.mark.parametrize("case", cases("config"))
+@pytest.mark.parametrize("case", cases())
 def test_config(case):
     layer = case.cls(**case.init_kwargs)
     config = layer.get_config()
@@ -348,7 +326,7 @@ def test_config(case):
 
 
 # 2. compute_output_shape equals the shape of a real call.
-@pytest.mark.parametrize("case", cases("compute_output_shape", only=lambda c: not c.call_kwargs))
+@pytest.mark.parametrize("case", cases(only=lambda c: not c.call_kwargs))
 def test_compute_output_shape(case):
     layer = case.cls(**case.init_kwargs)
     expected = shapes_of(call_layer(layer, case, case.make_inputs()))
@@ -364,7 +342,7 @@ def test_compute_output_shape(case):
 
 
 # 3. A symbolic call gives the real call's structure, shapes and dtypes.
-@pytest.mark.parametrize("case", cases("symbolic"))
+@pytest.mark.parametrize("case", cases())
 def test_symbolic_call(case):
     real_outputs = call_layer(case.cls(**case.init_kwargs), case, case.make_inputs())
     real = shapes_of(real_outputs)
@@ -447,7 +425,7 @@ def reloaded(tmp_path_factory):
     return out
 
 
-@pytest.mark.parametrize("case", cases("saving", only=saved))
+@pytest.mark.parametrize("case", cases(only=saved))
 def test_keras_file_round_trip_in_fresh_interpreter(case, reloaded):
     expected, got = reloaded[case.id]
     assert expected is not None, got
@@ -459,7 +437,7 @@ def test_keras_file_round_trip_in_fresh_interpreter(case, reloaded):
 
 # 5. Mixed precision: outputs in the compute dtype, variables in float32.
 @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
-@pytest.mark.parametrize("case", cases("mixed_precision"))
+@pytest.mark.parametrize("case", cases())
 def test_mixed_precision(case, policy):
     layer = case.cls(**case.init_kwargs, dtype=keras.dtype_policies.DTypePolicy(policy))
     compute_dtype = policy.split("_")[1]
