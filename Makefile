@@ -7,7 +7,8 @@ export TF_CPP_MIN_LOG_LEVEL := 3
 # its users do.
 TEST_ENV := TF_ENABLE_ONEDNN_OPTS=0
 # Layer and small-ViT tests that also run on the JAX and PyTorch backends.
-BACKEND_TESTS := tests/test_layers.py tests/test_layer_contract.py tests/test_patch_encoder.py tests/test_vit.py
+BACKEND_TESTS := tests/test_layers.py tests/test_layer_contract.py tests/test_patch_encoder.py tests/test_vit.py \
+	tests/test_explain_legrad.py tests/test_distillation.py
 BACKEND_TESTS += tests/test_window_attention.py tests/test_swin_block.py tests/test_patch_merging.py \
 	tests/test_pooling_attention.py tests/test_multiscale_block.py
 
