@@ -20,14 +20,27 @@ The ViT-shaped families (ViT, DeiT, DeepViT, T2T-ViT, both hybrids) are
 configurations of one builder, `vit.build_vit`, with an embedding hook and a
 block hook. Every registered model carries its family (`model_family`,
 `list_models(family=...)`) and a tiny configuration for tests (`tiny_config`).
+
+Pretrained weights: `weights="hf://ORG/REPO"` on every factory with a
+converter, `get_model(name, pretrained=True)` and
+`list_models(pretrained=True)` (`keras_vit.hub`); with them a model takes
+pixels in [0, 255] (`include_preprocessing`). `preprocess_input` and
+`decode_predictions` are keras.applications'.
 """
 
 from keras_vit.applications.cnn_hybrid import CNN_BACKBONES, CNNHybridViT, cnn_stem  # noqa: E402
+from keras_vit.applications.common import (  # noqa: E402
+    decode_predictions,
+    imagenet_classes,
+    model_preprocessing,
+    preprocess_input,
+)
 from keras_vit.applications.deepvit import DEEPVIT_CONFIGS, DeepViT, DeepViT16B, DeepViT24B, DeepViT32B  # noqa: E402
 from keras_vit.applications.registry import (
     FAMILIES,
     get_model,
     list_models,
+    model_builder,
     model_config,
     model_family,
     register_model,
@@ -80,7 +93,12 @@ __all__ = [
     "ViTTiny16",
     "VisionTransformer",
     "FAMILIES",
+    "decode_predictions",
+    "imagenet_classes",
+    "model_preprocessing",
+    "preprocess_input",
     "get_model",
+    "model_builder",
     "list_models",
     "model_config",
     "model_family",
@@ -140,3 +158,7 @@ __all__ += [
     "MViTv2Small",
     "MViTv2Tiny",
 ]
+from keras_vit.applications.features import feature_extractor  # noqa: E402
+from keras_vit.applications.resolution import set_image_size  # noqa: E402
+
+__all__ += ["feature_extractor", "set_image_size"]

@@ -18,7 +18,7 @@ and original checkpoints convert) is `vit_hybrid.py`, family "hybrid".
 
 import keras
 
-from keras_vit.applications.common import resolve_input_shape
+from keras_vit.applications.common import pretrained_factory, resolve_input_shape
 from keras_vit.applications.registry import register_model
 from keras_vit.applications.vit import SMALL_DATA_CONFIG, VIT_CONFIGS, VisionTransformer
 
@@ -82,6 +82,7 @@ def cnn_stem(backbone="resnet50", stage=4, feature_layer=None, backbone_weights=
     return keras.Model(model.inputs, output, name="backbone")
 
 
+@pretrained_factory("cnn_hybrid")
 def CNNHybridViT(
     backbone="resnet50",
     stage=4,

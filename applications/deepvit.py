@@ -15,6 +15,7 @@ from keras_vit.applications.common import (
     check_positive_ints,
     check_weights,
     image_inputs,
+    pretrained_factory,
     variant,
 )
 from keras_vit.applications.registry import register_model
@@ -31,6 +32,7 @@ DEEPVIT_CONFIGS = {
 }
 
 
+@pretrained_factory("deepvit")
 def DeepViT(
     patch_size=16,
     hidden_dim=384,
@@ -93,7 +95,7 @@ def DeepViT(
     check_classes(classes, include_top)
     check_weights(weights)
 
-    inputs, input_shape = image_inputs(input_tensor, input_shape)
+    inputs, input_shape = image_inputs(input_tensor, input_shape, require_size=True)
     if input_tensor is not None:
         input_shape = tuple(inputs.shape[1:])  # the patch reshapes follow the tensor's own shape
     height, width = input_shape[:2]

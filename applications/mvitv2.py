@@ -17,6 +17,7 @@ from keras_vit.applications.common import (
     check_weights,
     classifier,
     image_inputs,
+    pretrained_factory,
     variant,
 )
 from keras_vit.applications.registry import register_model
@@ -31,6 +32,7 @@ MVITV2_CONFIGS = {
 }
 
 
+@pretrained_factory("mvitv2")
 def MViTv2(
     hidden_dim=96,
     depth=(1, 2, 5, 2),

@@ -17,6 +17,7 @@ from keras_vit.applications.common import (
     check_weights,
     classifier,
     image_inputs,
+    pretrained_factory,
     variant,
 )
 from keras_vit.applications.registry import register_model
@@ -31,6 +32,7 @@ SWIN_CONFIGS = {
 }
 
 
+@pretrained_factory("swin")
 def SwinTransformer(
     patch_size=4,
     hidden_dim=96,

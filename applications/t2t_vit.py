@@ -12,7 +12,7 @@ embedding hook, with 1×1 patches, so the patch projection is the T2T module's
 
 import keras
 
-from keras_vit.applications.common import variant
+from keras_vit.applications.common import pretrained_factory, variant
 from keras_vit.applications.registry import register_model
 from keras_vit.applications.vit import VisionTransformer
 from keras_vit.layers import SoftSplit, TokenPerformer, TokenTransformer
@@ -111,6 +111,7 @@ def tokens_to_token(soft_splits=IMAGENET_SOFT_SPLITS, tokens_type="performer", t
     return stem
 
 
+@pretrained_factory("t2t")
 def T2TViT(
     hidden_dim=384,
     depth=14,

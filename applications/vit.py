@@ -28,6 +28,7 @@ from keras_vit.applications.common import (
     check_positive_ints,
     check_weights,
     image_inputs,
+    pretrained_factory,
     variant,
 )
 from keras_vit.applications.registry import register_model
@@ -176,7 +177,8 @@ def build_vit(
             blocks to this rate.
         layer_norm_epsilon: float.
         distillation: bool, DeiT's second head on the distillation token
-            (token 1); the two heads' outputs are averaged.
+            (token 1); the two heads' outputs are averaged. Without heads
+            (`include_top=False`) the class and distillation tokens are.
         input_tensor, weights, name: see `build_model`.
 
     Returns:
@@ -195,6 +197,9 @@ def build_vit(
         x = TokenPooling(pooling, num_prefix, name="pool")(x)
         if pooling != "token":
             x = keras.layers.LayerNormalization(epsilon=layer_norm_epsilon, name="fc_norm")(x)
+        if distillation and not include_top:
+            # Without heads, DeiT's features are the mean of its class and distillation tokens (as timm's pre-logits).
+            x = keras.layers.Average(name="pool_average")([x, x_dist])
     if include_top:
         x = keras.layers.Dense(classes, name="head")(x)
         if distillation:
@@ -206,6 +211,7 @@ def build_vit(
     return build_model(inputs, x, input_tensor, weights, name)
 
 
+@pretrained_factory("vit", "deit")
 def VisionTransformer(
     patch_size=16,
     hidden_dim=768,
@@ -256,7 +262,9 @@ def VisionTransformer(
             resampled to this input size and a head with another number of
             classes is left freshly initialised (fine-tuning).
         input_tensor: optional Keras tensor to use as the image input.
-        input_shape: `(H, W, C)`; defaults to `(224, 224, 3)`.
+        input_shape: `(H, W, C)` with a known height and width (E_pos is
+            sized for one patch grid; `set_image_size` rebuilds a model for
+            another); defaults to `(224, 224, 3)`.
         pooling: "token" (class token), "avg", "max", or None (return all
             tokens, only with `include_top=False`).
         classes: int, number of classes of the head.
@@ -270,7 +278,10 @@ def VisionTransformer(
         qkv_bias: bool.
         layer_scale_init: float or None (LayerScale off).
         class_token: bool.
-        distillation: bool, DeiT distillation token and head.
+        distillation: bool, DeiT distillation token and head. With
+            `include_top=False` the features are the mean of the class and
+            distillation tokens (timm's pre-logits), or all tokens with
+            `pooling=None`.
         num_register_tokens: int, register tokens.
         position_embedding: "learned", "sincos" or "none".
         layer_norm_epsilon: float.
@@ -287,9 +298,9 @@ def VisionTransformer(
     check_pooling(pooling, include_top, TOKEN_POOLINGS)
     if pooling == "token" and not class_token:
         raise ValueError("pooling='token' needs `class_token=True`. Received: class_token=False")
-    if distillation and (not class_token or pooling != "token"):
+    if distillation and (not class_token or pooling not in ("token", None)):
         raise ValueError(
-            "`distillation=True` needs the class token and pooling='token'. "
+            "`distillation=True` needs the class token and pooling='token' (or None for all tokens). "
             f"Received: class_token={class_token}, pooling={pooling!r}"
         )
     check_positive_ints(hidden_dim=hidden_dim, depth=depth, num_heads=num_heads, mlp_dim=mlp_dim)
@@ -297,7 +308,9 @@ def VisionTransformer(
     check_classes(classes, include_top)
     check_weights(weights)
 
-    inputs, _ = image_inputs(input_tensor, input_shape)
+    # The position table is sized for one patch grid: a dynamic size is refused here, by name, rather than
+    # deep inside the patch embedding; `set_image_size` gives a model for another size.
+    inputs, _ = image_inputs(input_tensor, input_shape, require_size=True)
     return build_vit(
         inputs,
         embedding=patch_embedding(

@@ -17,7 +17,7 @@ ViT builder `build_vit` with the CNN as the stem of its embedding hook.
 
 import keras
 
-from keras_vit.applications.common import resolve_input_shape, variant
+from keras_vit.applications.common import pretrained_factory, resolve_input_shape, variant
 from keras_vit.applications.registry import register_model
 from keras_vit.applications.vit import VIT_CONFIGS, VisionTransformer
 from keras_vit.layers import StdConv2D
@@ -92,6 +92,7 @@ def resnetv2_stem(
     return keras.Model(inputs, x, name=name)
 
 
+@pretrained_factory("hybrid")
 def VisionTransformerHybrid(
     stem_layers=(3, 4, 9),
     stem_width=64,

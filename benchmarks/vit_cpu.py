@@ -290,13 +290,13 @@ class InProcessRunner:
 
 
 class SubprocessRunner:
-    """A contestant run by a worker process of `python` (this file in worker mode)."""
+    """A contestant run by a worker process of `python` (`script`, default this file, in worker mode)."""
 
-    def __init__(self, contestant, backend, config, python=None, threads=None, warmup=2):
+    def __init__(self, contestant, backend, config, python=None, threads=None, warmup=2, script=None):
         self.contestant, self.backend, self.config = contestant, backend, config
         cmd = [
             python or sys.executable,
-            os.path.abspath(__file__),
+            script or os.path.abspath(__file__),
             "--worker",
             contestant,
             "--backend",

@@ -15,11 +15,26 @@ nothing else imported.
 
 __version__ = "0.1.0"
 
-# Imported for their registration side effect (`register_keras_serializable`).
-from keras_vit import (
-    applications,  # noqa: E402,F401
-    distillation,  # noqa: E402,F401
-    layers,  # noqa: E402,F401
-    training,  # noqa: E402,F401
-    translation,  # noqa: E402,F401
-)
+from keras_vit import _startup  # noqa: E402
+
+
+def register_all():
+    """Imports every module that registers serializable classes (`register_keras_serializable`).
+
+    `import keras_vit` calls it; the `keras-vit` command calls it once it has
+    read its arguments, so that `keras-vit --help` answers without loading
+    TensorFlow. Native start-up log lines below `TF_CPP_MIN_LOG_LEVEL` are held
+    back while the frameworks load (see `keras_vit._startup`).
+    """
+    with _startup.native_logs_filtered():
+        from keras_vit import (  # noqa: F401
+            applications,
+            distillation,
+            layers,
+            training,
+            translation,
+        )
+
+
+if not _startup.launched_as_cli():
+    register_all()

@@ -19,8 +19,9 @@ through `compile_model(model, Recipe(...), total_steps=...)`:
 the registry (or loads a `.keras` file), fits it, and writes into its output
 folder:
 
-    out_dir/model.keras            the trained model
-    out_dir/preprocessing.json     image size, channels, mean/std, class names
+    out_dir/model.keras            the trained model; it starts with `ImagePreprocessing` holding the
+                                   data's mean/std, so it takes pixels in [0, 255] and needs no other file
+    out_dir/preprocessing.json     image size, channels, mean/std, class names (for reference)
     out_dir/checkpoints/           best weights so far (by validation accuracy)
     out_dir/logs/                  TensorBoard logs, history.csv (one row per epoch) and
                                    curves.png (loss and metrics per epoch, redrawn each epoch)
@@ -44,6 +45,7 @@ weights is ever saved.
 callbacks) for a model and a `DataBundle` you already have.
 """
 
+import contextlib
 import csv
 import dataclasses
 import json
@@ -206,7 +208,243 @@ def make_optimizer(recipe, total_steps, variables=()):
     return optimizer
 
 
-def compile_model(model, recipe=None, *, total_steps, loss=None, metrics=None, **compile_kwargs):
+# The settings `compile_model` and `fit_model` choose by themselves ("auto"); each can be turned off.
+JIT_COMPILE_SETTINGS = ("auto", True, False)
+MIXED_PRECISION_SETTINGS = ("auto", True, False)
+DISTRIBUTE_SETTINGS = (None, "mirrored", "multi-worker", "data-parallel")
+# Optimizer steps per call of the compiled training function on an accelerator, where the
+# per-step dispatch of a small model costs more than its arithmetic. On CPU one step per call
+# measured as fast (benchmarks/README.md, "Training speed").
+ACCELERATOR_STEPS_PER_EXECUTION = 32
+# TensorFlow's XLA pays back its compilation once parameters × optimizer steps reach this (see
+# `resolve_jit_compile`): the CIFAR ViT (2.4 M parameters) after a few dozen steps, a tiny test model never.
+XLA_MIN_PARAMETER_STEPS = 1e8
+
+
+def gpu_devices():
+    """The GPUs the active Keras backend sees (an empty list without GPUs).
+
+    TensorFlow: its physical GPU devices. JAX: `jax.devices("gpu")`. PyTorch:
+    one entry per CUDA device.
+    """
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return list(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        try:
+            return list(jax.devices("gpu"))
+        except RuntimeError:  # no GPU platform in this jaxlib
+            return []
+    if backend == "torch":
+        import torch
+
+        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return []
+
+
+def resolve_jit_compile(model, jit_compile="auto", distribute=None, total_steps=None):
+    """The `jit_compile` that `compile_model` passes to Keras.
+
+    "auto" is the package's pick, the fastest measured (benchmarks/README.md,
+    "Training speed"), whenever every layer of `model` supports XLA:
+
+    - TensorFlow: XLA, on CPU too (where Keras' own "auto" leaves it off; the
+      CIFAR ViT trains about twice as fast with it), once the training is
+      long enough for the compilation (seconds to a minute) to pay back:
+      parameters × `total_steps` >= `XLA_MIN_PARAMETER_STEPS` (a model of
+      a few thousand parameters trained for a few dozen steps, as in a quick
+      try, is done before XLA would have compiled it). Off under a
+      `tf.distribute` strategy, whose Keras training step runs without XLA.
+    - JAX: XLA (`jax.jit`; Keras' JAX trainer has no graph mode without it).
+    - PyTorch: off (eager, as Keras does).
+
+    True or False is passed on as given.
+    """
+    if jit_compile is True or jit_compile is False:
+        return jit_compile
+    if jit_compile != "auto":
+        raise ValueError(f"`jit_compile` must be one of {JIT_COMPILE_SETTINGS}. Received: jit_compile={jit_compile!r}")
+    backend = keras.backend.backend()
+    if backend not in ("tensorflow", "jax"):
+        return False
+    if not all(getattr(layer, "supports_jit", True) for layer in model._flatten_layers()):
+        return False
+    if backend == "jax":
+        return True
+    if _is_tf_strategy(distribute) or getattr(model, "_distribute_strategy", None):
+        return False
+    return total_steps is None or model.count_params() * total_steps >= XLA_MIN_PARAMETER_STEPS
+
+
+def resolve_steps_per_execution(steps_per_execution="auto", steps=None, gpus=None):
+    """Optimizer steps per call of the compiled training function.
+
+    "auto": 1 on CPU; `ACCELERATOR_STEPS_PER_EXECUTION` (at most `steps`, the
+    steps of an epoch) with a GPU. An int >= 1 is passed on as given.
+    """
+    if steps_per_execution == "auto":
+        gpus = gpu_devices() if gpus is None else gpus
+        if not gpus:
+            return 1
+        return max(1, min(ACCELERATOR_STEPS_PER_EXECUTION, steps or ACCELERATOR_STEPS_PER_EXECUTION))
+    if isinstance(steps_per_execution, (int, np.integer)) and not isinstance(steps_per_execution, bool):
+        if steps_per_execution >= 1:
+            return int(steps_per_execution)
+    raise ValueError(
+        f"`steps_per_execution` must be 'auto' or an integer >= 1. Received: steps_per_execution={steps_per_execution!r}"
+    )
+
+
+def resolve_mixed_precision(mixed_precision="auto", gpus=None):
+    """The dtype policy to build and train in: None (float32) or a mixed policy name.
+
+    "auto": mixed precision with a GPU ("mixed_bfloat16" where the GPU computes
+    in bfloat16, compute capability >= 8.0, else "mixed_float16", whose loss
+    Keras scales), float32 on CPU. True: the same choice, also without a GPU
+    ("mixed_bfloat16" then). False: float32. The models end in a float32
+    output layer, as the Keras mixed-precision guide advises.
+    """
+    if not (isinstance(mixed_precision, bool) or mixed_precision == "auto"):
+        raise ValueError(
+            f"`mixed_precision` must be one of {MIXED_PRECISION_SETTINGS}. Received: mixed_precision={mixed_precision!r}"
+        )
+    if mixed_precision is False:
+        return None
+    gpus = gpu_devices() if gpus is None else gpus
+    if not gpus:
+        return "mixed_bfloat16" if mixed_precision is True else None
+    return "mixed_bfloat16" if _gpu_compute_capability(gpus[0]) >= 8 else "mixed_float16"
+
+
+def _gpu_compute_capability(gpu):
+    backend = keras.backend.backend()
+    try:
+        if backend == "tensorflow":
+            import tensorflow as tf
+
+            return tf.config.experimental.get_device_details(gpu).get("compute_capability", (0, 0))[0]
+        if backend == "torch":
+            import torch
+
+            return torch.cuda.get_device_capability(int(str(gpu).split(":")[-1]))[0]
+        if backend == "jax":
+            return int(float(getattr(gpu, "compute_capability", "0")))
+    except (ValueError, RuntimeError, TypeError, AttributeError):
+        pass
+    return 0
+
+
+def _is_tf_strategy(distribute):
+    return distribute is not None and type(distribute).__module__.startswith("tensorflow")
+
+
+def _is_keras_distribution(distribute):
+    # keras.distribution exports its subclasses (DataParallel, ModelParallel), not their base class.
+    return type(distribute).__module__.startswith("keras") and hasattr(distribute, "distribute_dataset")
+
+
+def make_distribution(distribute):
+    """The engine object of a `distribute` setting: a `tf.distribute.Strategy`, a `keras.distribution` one, or None.
+
+    - None: one device (the default).
+    - "mirrored": TensorFlow's `tf.distribute.MirroredStrategy` over the
+      local GPUs (the CPU without one); on JAX, `keras.distribution.DataParallel`
+      over the local devices.
+    - "multi-worker": on JAX, `keras.distribution.initialize()` (reading
+      `KERAS_DISTRIBUTION_JOB_ADDRESSES`, `KERAS_DISTRIBUTION_NUM_PROCESSES`,
+      `KERAS_DISTRIBUTION_PROCESS_ID`) then `DataParallel` over every
+      process's devices, one process per machine. On TensorFlow,
+      `tf.distribute.MultiWorkerMirroredStrategy` (cluster in `TF_CONFIG`)
+      is refused with an error that says why: Keras 3's `fit` fails under
+      it (tensorflow/tensorflow#72388).
+    - "data-parallel": `keras.distribution.DataParallel` over the local devices
+      (JAX only).
+    - a `tf.distribute.Strategy` or `keras.distribution.Distribution`: used as is.
+
+    The model must be built, and trained, inside `distribution_scope(...)` of
+    the returned object; `fit_model` and `keras-vit train` do both.
+    """
+    if distribute is None or _is_tf_strategy(distribute) or _is_keras_distribution(distribute):
+        return distribute
+    backend = keras.backend.backend()
+    if distribute not in DISTRIBUTE_SETTINGS:
+        raise ValueError(f"`distribute` must be one of {DISTRIBUTE_SETTINGS}. Received: distribute={distribute!r}")
+    if backend == "tensorflow" and distribute in ("mirrored", "multi-worker"):
+        import tensorflow as tf
+
+        if distribute == "mirrored":
+            return tf.distribute.MirroredStrategy()
+        if "TF_CONFIG" not in os.environ:
+            raise ValueError(
+                "`distribute='multi-worker'` reads the cluster from the TF_CONFIG environment variable, which is "
+                "not set. Received: distribute='multi-worker'"
+            )
+        # Refused before any work: Keras 3's TensorFlow `fit` reduces every scalar metric along axis 0
+        # under this strategy and fails after the first step (tensorflow/tensorflow#72388).
+        raise ValueError(
+            f"Keras {keras.__version__} cannot `fit` under tf.distribute.MultiWorkerMirroredStrategy (its "
+            "TensorFlow trainer fails to reduce the scalar metrics across workers, tensorflow/tensorflow#72388). "
+            "Train on several machines with the JAX backend (KERAS_BACKEND=jax, keras.distribution), or on the "
+            "GPUs of one machine with distribute='mirrored'. Received: distribute='multi-worker'"
+        )
+    if backend == "jax":
+        if distribute == "multi-worker":
+            keras.distribution.initialize()
+        return keras.distribution.DataParallel(devices=keras.distribution.list_devices())
+    raise ValueError(
+        f"`distribute={distribute!r}` runs on TensorFlow (tf.distribute) or JAX (keras.distribution); the "
+        f"{backend} backend trains on one device. Received: distribute={distribute!r}"
+    )
+
+
+def distribution_scope(distribution):
+    """The context in which to build and train a model for `make_distribution(...)`'s result."""
+    if distribution is None:
+        return contextlib.nullcontext()
+    return distribution.scope()
+
+
+@contextlib.contextmanager
+def build_scope(distribution=None, mixed_precision="auto"):
+    """Where to build a model for training: `distribution`'s scope, under the `resolve_mixed_precision` policy."""
+    policy = resolve_mixed_precision(mixed_precision)
+    previous = keras.config.dtype_policy()
+    if policy is not None:
+        keras.config.set_dtype_policy(policy)
+    try:
+        with distribution_scope(distribution):
+            yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
+def is_chief(distribution):
+    """Whether this process writes the run's files: always, but in the non-chief processes of a multi-worker run."""
+    if _is_tf_strategy(distribution):
+        return bool(distribution.extended.should_checkpoint)
+    if _is_keras_distribution(distribution) and keras.backend.backend() == "jax":
+        import jax
+
+        return jax.process_index() == 0
+    return True
+
+
+def compile_model(
+    model,
+    recipe=None,
+    *,
+    total_steps,
+    loss=None,
+    metrics=None,
+    jit_compile="auto",
+    steps_per_execution="auto",
+    distribute=None,
+    **compile_kwargs,
+):
     """Compiles `model` with `make_optimizer(recipe, total_steps, model.trainable_variables)`.
 
     Args:
@@ -217,8 +455,13 @@ def compile_model(model, recipe=None, *, total_steps, loss=None, metrics=None, *
             probabilities depending on whether the model ends in a softmax)
             or a loss for `compile`.
         metrics: None (accuracy) or metrics for `compile`.
-        **compile_kwargs: more `compile` arguments (`jit_compile`,
-            `run_eagerly`, ...).
+        jit_compile: "auto" (the fastest measured: see
+            `resolve_jit_compile`), True (XLA) or False.
+        steps_per_execution: "auto" (see `resolve_steps_per_execution`) or
+            an int >= 1.
+        distribute: the distribution the model was built under (from
+            `make_distribution`), or None; it decides what "auto" picks.
+        **compile_kwargs: more `compile` arguments (`run_eagerly`, ...).
 
     Returns:
         `model`, compiled.
@@ -228,9 +471,36 @@ def compile_model(model, recipe=None, *, total_steps, loss=None, metrics=None, *
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=not outputs_probabilities(model))
     if metrics is None:
         metrics = [keras.metrics.SparseCategoricalAccuracy(name="accuracy")]
-    optimizer = make_optimizer(recipe, total_steps, model.trainable_variables)
-    model.compile(optimizer=optimizer, loss=loss, metrics=metrics, **compile_kwargs)
+    jit = (
+        False if compile_kwargs.get("run_eagerly") else resolve_jit_compile(model, jit_compile, distribute, total_steps)
+    )
+    steps = resolve_steps_per_execution(steps_per_execution, total_steps)
+    with distribution_scope(distribute if _is_tf_strategy(distribute) else None):
+        optimizer = make_optimizer(recipe, total_steps, model.trainable_variables)
+        model.compile(
+            optimizer=optimizer,
+            loss=loss,
+            metrics=metrics,
+            jit_compile=jit,
+            steps_per_execution=steps,
+            **compile_kwargs,
+        )
     return model
+
+
+class CompileNotice(keras.callbacks.Callback):
+    """Says, before the first training step, that the step is being compiled (and how): it can take a while."""
+
+    def on_train_begin(self, logs=None):
+        model = self.model
+        if model.run_eagerly:
+            return
+        backend = keras.backend.backend()
+        if not model.jit_compile and backend != "tensorflow":
+            return  # eager: nothing to compile
+        how = ("torch.compile" if backend == "torch" else "XLA") if model.jit_compile else "tf.function graph"
+        per_call = f", {model.steps_per_execution} steps per call" if model.steps_per_execution > 1 else ""
+        print(f"Compiling the training step ({backend}, {how}{per_call})…", flush=True)
 
 
 def steps_per_epoch(bundle):
@@ -263,11 +533,28 @@ def fit_model(
     out_dir=None,
     callbacks=(),
     verbose="auto",
+    jit_compile="auto",
+    steps_per_execution="auto",
+    distribute=None,
 ):
     """Compiles `model` with `recipe` and fits it on `bundle.train` (validating on `bundle.validation`).
 
     A non-finite loss stops the training (`keras.callbacks.TerminateOnNaN`)
-    and raises a `ValueError`.
+    and raises a `ValueError`. Unless `verbose=0`, a line says that the
+    training step is being compiled before the first step.
+
+    On several devices or machines, build the model inside the distribution's
+    scope, then pass the same distribution here:
+
+        distribution = training.make_distribution("mirrored")  # or "multi-worker"
+        with training.distribution_scope(distribution):
+            model = get_model("vit_cifar_patch4_depth8_32")
+        training.fit_model(model, bundle, distribute=distribution)
+
+    `bundle`'s batch size is the global batch (split across the replicas),
+    so the losses equal a one-device run's on the same batches; but under
+    tf.distribute Keras clips each replica's part of the gradient before the
+    all-reduce, so a step that `recipe.global_clipnorm` clips differs.
 
     Args:
         model: a `keras.Model` whose output has `bundle.num_classes` units.
@@ -282,22 +569,59 @@ def fit_model(
             locked while the call runs.
         callbacks: extra callbacks, run after the built-in ones.
         verbose: passed to `model.fit`.
+        jit_compile, steps_per_execution: see `compile_model` ("auto": the
+            fastest measured setting for the backend and device).
+        distribute: None (one device), "mirrored", "multi-worker",
+            "data-parallel" or an engine object (see `make_distribution`);
+            `model` must have been built in its `distribution_scope`. In a
+            multi-worker run only the chief writes `out_dir`; the other
+            workers keep their run files in `out_dir/workers/<index>/`.
 
     Returns:
         The `keras.callbacks.History` of the epochs this call ran.
     """
     recipe = Recipe() if recipe is None else recipe
+    distribution = make_distribution(distribute)
+    speed = {"jit_compile": jit_compile, "steps_per_execution": steps_per_execution, "distribute": distribution}
     if out_dir is None:
-        return _fit(model, bundle, recipe=recipe, epochs=epochs, callbacks=callbacks, verbose=verbose)
+        return _fit(model, bundle, recipe=recipe, epochs=epochs, callbacks=callbacks, verbose=verbose, **speed)
+    out_dir = worker_dir(out_dir, distribution)
     arguments = {"epochs": epochs, "recipe": recipe.to_config()}
     with folder_lock(out_dir, "a training"):
         run = _RunFolder(out_dir, arguments, _data_fingerprint(bundle))
-        history = _fit(model, bundle, recipe=recipe, epochs=epochs, run=run, callbacks=callbacks, verbose=verbose)
+        history = _fit(
+            model, bundle, recipe=recipe, epochs=epochs, run=run, callbacks=callbacks, verbose=verbose, **speed
+        )
         run.finish()
     return history
 
 
-def _fit(model, bundle, *, recipe, epochs, run=None, callbacks=(), verbose="auto"):
+def worker_dir(out_dir, distribution):
+    """`out_dir` for the chief (and single-process runs); `out_dir/workers/<index>` for the other workers."""
+    if is_chief(distribution):
+        return out_dir
+    if _is_tf_strategy(distribution):
+        index = distribution.cluster_resolver.task_id
+    else:
+        import jax
+
+        index = jax.process_index()
+    return os.path.join(os.fspath(out_dir), "workers", str(index))
+
+
+def _fit(
+    model,
+    bundle,
+    *,
+    recipe,
+    epochs,
+    run=None,
+    callbacks=(),
+    verbose="auto",
+    jit_compile="auto",
+    steps_per_execution="auto",
+    distribute=None,
+):
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise ValueError(f"`epochs` must be a positive integer. Received: epochs={epochs!r}")
     if model.output_shape[-1] != bundle.num_classes:
@@ -305,24 +629,40 @@ def _fit(model, bundle, *, recipe, epochs, run=None, callbacks=(), verbose="auto
             f"The model has {model.output_shape[-1]} outputs but the data has {bundle.num_classes} classes. "
             f"Received: num_classes={bundle.num_classes}"
         )
-    compile_model(model, recipe, total_steps=steps_per_epoch(bundle) * epochs)
+    distribution = make_distribution(distribute)
+    _check_built_in_scope(model, distribution)
+    steps = steps_per_epoch(bundle)
+    compile_model(
+        model,
+        recipe,
+        total_steps=steps * epochs,
+        jit_compile=jit_compile,
+        steps_per_execution=resolve_steps_per_execution(steps_per_execution, steps),
+        distribute=distribution,
+    )
     guard = _FiniteGuard()
     all_callbacks = [keras.callbacks.TerminateOnNaN(), guard]
+    if verbose != 0:
+        all_callbacks.append(CompileNotice())
     initial_epoch = 0
     if run is not None:
-        initial_epoch = run.resume(model, epochs)
+        # The optimizer state a resume restores belongs in the strategy's scope, as the model does.
+        with distribution_scope(distribution if _is_tf_strategy(distribution) else None):
+            initial_epoch = run.resume(model, epochs)
         monitor = "val_accuracy" if bundle.validation is not None else "accuracy"
         all_callbacks += run.callbacks(guard, monitor, initial_epoch)
     all_callbacks += list(callbacks)
-    history = model.fit(
-        bundle.train,
-        validation_data=bundle.validation,
-        epochs=epochs,
-        initial_epoch=initial_epoch,
-        callbacks=all_callbacks,
-        shuffle=False,  # the training pipeline shuffles itself
-        verbose=verbose,
-    )
+    # keras.distribution shards the batches only inside its scope; tf.distribute needs no scope here.
+    with distribution_scope(None if _is_tf_strategy(distribution) else distribution):
+        history = model.fit(
+            bundle.train,
+            validation_data=bundle.validation,
+            epochs=epochs,
+            initial_epoch=initial_epoch,
+            callbacks=all_callbacks,
+            shuffle=False,  # the training pipeline shuffles itself
+            verbose=verbose,
+        )
     if guard.failure is not None or not _weights_finite(model):
         done = resume_epoch(run.out_dir) if run is not None else 0
         kept = f" The state after epoch {done}, the last finite one, is kept in {run.backup!r}." if done else ""
@@ -332,6 +672,16 @@ def _fit(model, bundle, *, recipe, epochs, run=None, callbacks=(), verbose="auto
             f"Received: learning_rate={recipe.learning_rate!r}"
         )
     return history
+
+
+def _check_built_in_scope(model, distribution):
+    if _is_tf_strategy(distribution):
+        outside = [v.path for v in model.weights if not distribution.extended.variable_created_in_scope(v.value)]
+        if outside:
+            raise ValueError(
+                f"The model was built outside the scope of {type(distribution).__name__}: build it inside "
+                f"`keras_vit.training.distribution_scope(distribution)`. Received: variables outside it: {outside[:3]}"
+            )
 
 
 def _weights_finite(model):
@@ -559,7 +909,8 @@ def evaluate_model(model, dataset):
     correct = 0
     count = 0
     for images, labels in dataset:
-        outputs = np.asarray(model.predict_on_batch(images), "float64")
+        # NumPy in: a model laid out by keras.distribution (JAX) takes no TensorFlow tensors.
+        outputs = np.asarray(model.predict_on_batch(np.asarray(images)), "float64")
         labels = np.asarray(labels).reshape(-1).astype("int64")
         if probabilities:
             log_probs = np.log(np.clip(outputs / outputs.sum(-1, keepdims=True), 1e-7, 1.0))
@@ -574,16 +925,44 @@ def evaluate_model(model, dataset):
     return {"loss": float(total_loss / count), "accuracy": correct / count, "examples": count}
 
 
-def preprocessing_config(bundle, source=None):
-    """What a caller needs to feed new images to a model trained on `bundle`."""
+def preprocessing_config(bundle, source=None, model=None):
+    """What a caller needs to feed new images to a model trained on `bundle`.
+
+    With a `model` that starts with `ImagePreprocessing` (every model `train`
+    saves), `mean`/`std` are that layer's and `value_range` is `[0, 255]`:
+    the model takes pixels and normalises them itself, so they are recorded
+    here for reference only. Without one, the images are to be scaled to
+    [0, 1] and normalised with `mean`/`std` (`value_range` `[0, 1]`).
+    """
+    from keras_vit.applications import model_preprocessing
+
+    layer = None if model is None else model_preprocessing(model)
     return {
         "image_size": list(bundle.input_shape[:2]),
         "channels": int(bundle.input_shape[2]),
-        "mean": list(bundle.mean),
-        "std": list(bundle.std),
+        "mean": list(bundle.mean) if layer is None else list(layer.mean),
+        "std": list(bundle.std) if layer is None else list(layer.std),
         "class_names": list(bundle.class_names),
         "source": None if source is None else os.fspath(source),
+        "value_range": [0, 1] if layer is None else [0, round(1.0 / layer.scale, 6)],
     }
+
+
+def pixel_bundle(bundle):
+    """`bundle` with its splits as pixels in [0, 255] (its normalisation undone), for a model with preprocessing inside."""
+    import tensorflow as tf
+
+    mean = tf.constant(np.asarray(bundle.mean, "float32") * 255.0)
+    std = tf.constant(np.asarray(bundle.std, "float32") * 255.0)
+
+    def pixels(split):
+        if split is None:
+            return None
+        return split.map(lambda x, y: (x * std + mean, y), num_parallel_calls=tf.data.AUTOTUNE)
+
+    return dataclasses.replace(
+        bundle, train=pixels(bundle.train), validation=pixels(bundle.validation), test=pixels(bundle.test)
+    )
 
 
 def read_preprocessing(model_file):
@@ -595,8 +974,14 @@ def read_preprocessing(model_file):
         return json.load(f)
 
 
-def build_model(*, model=None, model_file=None, input_shape, num_classes, overrides=None):
-    """A registered model `model` built for the data, or the model loaded from `model_file`."""
+def build_model(*, model=None, model_file=None, input_shape, num_classes, overrides=None, mean=None, std=None):
+    """A registered model `model` built for the data, or the model loaded from `model_file`.
+
+    With the data's `mean` and `std`, a registered model is built with them
+    inside (`include_preprocessing=True`, unless `overrides` say otherwise;
+    with `hf://` weights the checkpoint's statistics are kept): it then takes
+    pixels in [0, 255].
+    """
     if (model is None) == (model_file is None):
         raise ValueError(
             f"Give exactly one of `model` (a registered name) or `model_file`. Received: model={model!r}, "
@@ -610,9 +995,15 @@ def build_model(*, model=None, model_file=None, input_shape, num_classes, overri
         if not os.path.isfile(model_file):
             raise FileNotFoundError(f"No such model file. Received: model_file={os.fspath(model_file)!r}")
         return keras.saving.load_model(model_file)
+    from keras_vit import hub
     from keras_vit.applications import get_model
 
     kwargs = {"input_shape": tuple(input_shape), "classes": num_classes, **(overrides or {})}
+    if mean is not None:
+        kwargs.setdefault("include_preprocessing", True)
+        if kwargs["include_preprocessing"] and not hub.is_hub_uri(kwargs.get("weights")):
+            kwargs.setdefault("image_mean", tuple(mean))
+            kwargs.setdefault("image_std", tuple(std))
     return get_model(model, **kwargs)
 
 
@@ -633,6 +1024,10 @@ def train(
     seed=0,
     callbacks=(),
     verbose="auto",
+    jit_compile="auto",
+    steps_per_execution="auto",
+    mixed_precision="auto",
+    distribute=None,
 ):
     """Trains a model on `data` and writes it with its logs into `out_dir`.
 
@@ -641,7 +1036,8 @@ def train(
             built with the data's `input_shape` and number of classes, then
             `overrides` (e.g. `{"patch_size": 2, "depth": 4}`).
         model_file: instead of `model`, a `.keras` file to fine-tune; the data
-            is resized to its input size.
+            is resized to its input size, or with `image_size` the model is
+            rebuilt for that size (`keras_vit.applications.set_image_size`).
         data: a `keras_vit.data.load` source.
         out_dir: output folder (see the module docstring for its contents).
         epochs, batch_size: the length of the training and its batches.
@@ -650,6 +1046,14 @@ def train(
             `keras_vit.data.load`.
         callbacks: extra Keras callbacks.
         verbose: passed to `model.fit`.
+        jit_compile, steps_per_execution: see `compile_model` ("auto": the
+            fastest measured setting for the backend and device).
+        mixed_precision: "auto" (on with a GPU), True or False: the dtype
+            policy the registered model is built in (`resolve_mixed_precision`).
+        distribute: None, "mirrored", "multi-worker" or "data-parallel" (see
+            `make_distribution`); the model is built in its scope. In a
+            multi-worker run only the chief writes `out_dir`; the other
+            workers write `out_dir/workers/<index>/`.
 
     Returns:
         A dict: `model`, `bundle`, `history` (this call's epochs), `metrics`
@@ -679,13 +1083,20 @@ def train(
         "overrides": overrides or {},
         "seed": seed,
     }
-    with folder_lock(out_dir, "a training"):
+    distribution = make_distribution(distribute)
+    out_dir = worker_dir(out_dir, distribution)
+    with folder_lock(out_dir, "a training"), build_scope(distribution, mixed_precision):
         keras.utils.set_random_seed(seed)
         if model_file is not None:
             if not os.path.isfile(model_file):
                 raise FileNotFoundError(f"No such model file. Received: model_file={os.fspath(model_file)!r}")
             net = keras.saving.load_model(model_file)
             h, w, c = net.input_shape[1:]
+            if image_size is not None:
+                from keras_vit.applications import set_image_size
+
+                # Fine-tuning at another resolution: the same model with its position tables resampled.
+                net = set_image_size(net, image_size)
             image_size = image_size or (h, w)
             channels = channels or c
         bundle = data_lib.load(
@@ -699,21 +1110,54 @@ def train(
         )
         if model_file is None:
             net = build_model(
-                model=model, input_shape=bundle.input_shape, num_classes=bundle.num_classes, overrides=overrides
+                model=model,
+                input_shape=bundle.input_shape,
+                num_classes=bundle.num_classes,
+                overrides=overrides,
+                mean=bundle.mean,
+                std=bundle.std,
             )
         elif overrides:
             raise ValueError(
                 f"Overrides apply to a registered model, not to `model_file`. Received: overrides={overrides!r}"
             )
+        else:
+            net = _with_preprocessing(net, bundle)
         run = _RunFolder(out_dir, arguments, _data_fingerprint(bundle))
-        history = _fit(net, bundle, recipe=recipe, epochs=epochs, run=run, callbacks=callbacks, verbose=verbose)
+        from keras_vit.applications import model_preprocessing
+
+        if model_preprocessing(net) is not None:
+            # The model normalises inside (its own statistics: the data's, or a checkpoint's): feed it pixels.
+            bundle = pixel_bundle(bundle)
+        history = _fit(
+            net,
+            bundle,
+            recipe=recipe,
+            epochs=epochs,
+            run=run,
+            callbacks=callbacks,
+            verbose=verbose,
+            jit_compile=jit_compile,
+            steps_per_execution=steps_per_execution,
+            distribute=distribution,
+        )
         # The model, then its preprocessing, then (only once both are on disk) the backup goes.
         model_path = save_model_atomic(net, os.path.join(out_dir, MODEL_FILE))
-        write_json_atomic(preprocessing_config(bundle, data), os.path.join(out_dir, PREPROCESSING_FILE))
+        write_json_atomic(preprocessing_config(bundle, data, net), os.path.join(out_dir, PREPROCESSING_FILE))
         run.finish()
     held_out = bundle.test if bundle.test is not None else bundle.validation
     metrics = evaluate_model(net, held_out) if held_out is not None else None
     return {"model": net, "bundle": bundle, "history": history, "metrics": metrics, "model_path": model_path}
+
+
+def _with_preprocessing(net, bundle):
+    """A loaded model that takes normalised images, given the data's statistics inside (older `.keras` files)."""
+    from keras_vit.applications.common import add_preprocessing
+
+    try:
+        return add_preprocessing(net, bundle.mean, bundle.std)
+    except ValueError:  # not a one-input functional model: it keeps taking normalised images
+        return net
 
 
 def _batch_size(bundle):

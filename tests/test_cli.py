@@ -91,7 +91,12 @@ def test_train_evaluate_predict_explain_in_fresh_processes(tmp_path):
     predictions = json.loads(keras_vit_cli("predict", "--model-file", model_file, "--top-k", "3", "--json", *paths))
     model = keras.saving.load_model(model_file)
     prep = training.read_preprocessing(model_file)
-    expected = model.predict((np.round(x_test[:3] * 255) / 255 - prep["mean"]) / prep["std"], verbose=0)
+    # The model carries the data's statistics inside and takes the pixels themselves.
+    layer = model.get_layer("preprocessing")
+    np.testing.assert_allclose(layer.mean, prep["mean"]) and np.testing.assert_allclose(layer.std, prep["std"])
+    inner = keras.Model(layer.output, model.output)
+    expected = inner.predict((np.round(x_test[:3] * 255) / 255 - prep["mean"]) / prep["std"], verbose=0)
+    np.testing.assert_allclose(model.predict(np.round(x_test[:3] * 255), verbose=0), expected, atol=1e-5)
     for item, probs in zip(predictions, expected):
         top = item["top_k"]
         assert len(top) == 3

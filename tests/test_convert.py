@@ -17,6 +17,8 @@ import pytest
 from keras_vit import cli, convert
 from keras_vit.applications import DeepViT, MViTv2, SwinTransformer, T2TViT, VisionTransformer
 
+pytestmark = pytest.mark.backends
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 TOL = 2e-5  # measured max abs difference 3.5e-6 (float32 CPU, oneDNN on; 2.2e-6 off)
 TINY_VIT = dict(patch_size=8, input_shape=(32, 32, 3), hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, classes=10)

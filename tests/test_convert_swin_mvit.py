@@ -10,6 +10,8 @@ from keras import ops
 from keras_vit.applications import MViTv2, SwinTransformer
 from keras_vit.convert import CheckpointError, load_checkpoint
 
+pytestmark = pytest.mark.backends
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 # Max abs difference to the reference outputs in float32 on CPU (TensorFlow, oneDNN off and on): 1.3e-6.
 TOL = 2e-5

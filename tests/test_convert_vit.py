@@ -14,6 +14,8 @@ import pytest
 from keras_vit import convert
 from keras_vit.applications import VisionTransformer, VisionTransformerHybrid
 
+pytestmark = pytest.mark.backends
+
 FIXTURES = os.path.join(os.path.dirname(__file__), "fixtures")
 # Max abs differences measured in float32 on CPU (TensorFlow, oneDNN off and on): up to 6e-6 for the timm and .npz
 # fixtures and 1.6e-6 for the Hugging Face ones, whose tolerance is tighter so that a wrong LayerNorm epsilon (1e-6

@@ -5,6 +5,8 @@ import pytest
 from keras_vit.applications import VisionTransformer
 from keras_vit.distillation import DistillationTrainer
 
+pytestmark = pytest.mark.backends
+
 CLASSES = 4
 
 

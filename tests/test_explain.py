@@ -14,6 +14,8 @@ from keras_vit.explain.analyses import token_distances
 from keras_vit.explain.graph import AttentionHooks, Structure, attention_blocks, explained_model
 from keras_vit.layers import PatchEncoder, SwinTransformerBlock, TransformerBlock
 
+pytestmark = pytest.mark.backends
+
 SHAPE = (16, 16, 3)
 
 
@@ -77,7 +79,7 @@ def test_attention_maps_match_numpy_from_q_and_k(model):
     maps = explain.attention_maps(model, x)
     assert sorted(maps) == [0, 1]
     block_input = keras.Model(model.inputs[0], [model.get_layer(f"block_{i}").input for i in range(2)])
-    inputs = [np.asarray(t) for t in block_input(x)]
+    inputs = [keras.ops.convert_to_numpy(t) for t in block_input(x)]
     for i in range(2):
         assert maps[i].shape == (3, 2, 17, 17)
         expected = numpy_attention(model.get_layer(f"block_{i}"), inputs[i])
@@ -97,28 +99,30 @@ def test_hooks_feed_the_map_and_are_removed(model):
     zeros = {i: np.zeros((2, 2, 17, 17), "float32") for i in range(2)}
     with AttentionHooks(structure, [0, 1], deltas=zeros):
         out = model(x)
-    np.testing.assert_allclose(np.asarray(out), np.asarray(model(x)), atol=1e-6)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(out), keras.ops.convert_to_numpy(model(x)), atol=1e-6)
     shifted = dict(zeros)
     shifted[1] = zeros[1] + 0.1
     with AttentionHooks(structure, [0, 1], deltas=shifted):
         changed = model(x)
-    assert np.abs(np.asarray(changed) - np.asarray(out)).max() > 1e-4
+    assert np.abs(keras.ops.convert_to_numpy(changed) - keras.ops.convert_to_numpy(out)).max() > 1e-4
     # The hooks are gone afterwards: the model is back on the fused kernel.
     assert all(block.attention.attention_probs_hook is None for block in attention_blocks(model))
 
 
 def test_logits_model_strips_the_final_softmax_and_shares_the_layers(model):
     x = images(2)
-    logits = np.asarray(explained_model(model, logits=True)(x), "float64")
+    logits = np.asarray(keras.ops.convert_to_numpy(explained_model(model, logits=True)(x)), "float64")
     probs = np.exp(logits - logits.max(-1, keepdims=True))
-    np.testing.assert_allclose(probs / probs.sum(-1, keepdims=True), np.asarray(model(x)), atol=1e-6)
+    np.testing.assert_allclose(probs / probs.sum(-1, keepdims=True), keras.ops.convert_to_numpy(model(x)), atol=1e-6)
     assert explained_model(model) is model
     # Reading the head after block 0: the head applied to block 0's output.
     structure = Structure(model, x, "legrad")
     early = explained_model(model, structure, logits=True, stop_after=0)
     block_out = keras.Model(model.inputs[0], model.get_layer("block_0").output)(x)
     head = keras.Sequential([model.get_layer("norm"), model.get_layer("pool"), model.get_layer("head")])
-    np.testing.assert_allclose(np.asarray(early(x)), np.asarray(head(block_out)), atol=1e-5)
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(early(x)), keras.ops.convert_to_numpy(head(block_out)), atol=1e-5
+    )
 
 
 @keras.saving.register_keras_serializable(package="keras_vit_tests")
@@ -153,7 +157,7 @@ def test_deepvit_re_attention_maps_and_legrad():
     block = attention_blocks(deep)[1]
     block_in = keras.Model(deep.inputs[0], block.input)(x)
     _, expected = block.attention(block.norm1(block_in), return_attention_scores=True)
-    np.testing.assert_allclose(maps[1], np.asarray(expected), atol=1e-5)
+    np.testing.assert_allclose(maps[1], keras.ops.convert_to_numpy(expected), atol=1e-5)
     heat = explain.legrad(deep, x)
     assert heat.shape == (2, 16, 16) and 0.0 <= heat.min() and heat.max() <= 1.0 + 1e-6
 
@@ -273,7 +277,7 @@ def test_other_vit_layouts():
     # A Sequential that ends in a softmax: its logits and per-block heads come from a functional clone.
     softmax_wrapped = keras.Sequential([keras.Input(SHAPE), tiny_vit(), keras.layers.Activation("softmax")])
     np.testing.assert_allclose(
-        explain.class_probabilities(softmax_wrapped, x), np.asarray(softmax_wrapped(x)), atol=1e-5
+        explain.class_probabilities(softmax_wrapped, x), keras.ops.convert_to_numpy(softmax_wrapped(x)), atol=1e-5
     )
     assert explain.legrad(softmax_wrapped, x, layer_logits=True).shape == (2, 16, 16)
 
@@ -440,7 +444,7 @@ def test_deletion_removes_the_top_patches(model):
     np.testing.assert_array_equal(removed[0, :4], x[0, :4])
     drop = explain.deletion_test(model, x, [1, 2], scores, fraction=1 / 16)
     probs = explain.class_probabilities(model, x)
-    np.testing.assert_allclose(probs, np.asarray(model(x)), atol=1e-5)
+    np.testing.assert_allclose(probs, keras.ops.convert_to_numpy(model(x)), atol=1e-5)
     after = explain.class_probabilities(model, removed)
     np.testing.assert_allclose(drop, probs[[0, 1], [1, 2]] - after[[0, 1], [1, 2]], atol=1e-6)
     with pytest.raises(ValueError, match="fraction=0"):

@@ -10,6 +10,8 @@ from keras_vit.applications import VisionTransformer
 from keras_vit.explain.graph import Structure, explained_model
 from keras_vit.explain.legrad import attention_gradients
 
+pytestmark = pytest.mark.backends
+
 SHAPE = (8, 8, 3)
 CLASSES = 4
 

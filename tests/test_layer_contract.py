@@ -31,6 +31,8 @@ import pytest
 
 import keras_vit.layers as kvl
 
+pytestmark = pytest.mark.backends
+
 # Keys that `keras.layers.Layer.get_config` itself adds.
 BASE_LAYER_KEYS = {"name", "trainable", "dtype", "activity_regularizer"}
 BATCH = 2
@@ -80,6 +82,12 @@ SCORES = {"return_attention_scores": True}
 CASES = [
     Case("class_token", kvl.ClassToken, {"num_tokens": 2}, {"inputs": (BATCH, 4, 8)}),
     Case("drop_path", kvl.DropPath, {"rate": 0.5, "seed": 1}, {"inputs": (BATCH, 4, 8)}),
+    Case(
+        "image_preprocessing",
+        kvl.ImagePreprocessing,
+        {"mean": (0.5, 0.4, 0.3), "std": (0.2, 0.3, 0.4), "interpolation": "bilinear", "crop_pct": 0.875},
+        {"inputs": (BATCH, 4, 4, 3)},
+    ),
     Case("layer_scale", kvl.LayerScale, {"init_value": 0.1}, {"inputs": (BATCH, 4, 8)}),
     Case("mlp", kvl.MLP, {"mlp_dim": 16, "output_dim": 6}, {"inputs": (BATCH, 4, 8)}),
     Case("mhsa", kvl.MultiHeadSelfAttention, {"num_heads": 2}, {"inputs": (BATCH, 5, 8)}),

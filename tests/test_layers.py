@@ -21,6 +21,8 @@ from keras_vit.layers import (
     sinusoidal_encoding_2d,
 )
 
+pytestmark = pytest.mark.backends
+
 ATOL = 1e-5
 
 

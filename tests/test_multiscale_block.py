@@ -4,6 +4,8 @@ from keras import ops
 
 from keras_vit.layers import MultiScaleBlock
 
+pytestmark = pytest.mark.backends
+
 
 def test_downsampling_block_shapes_and_skip_path():
     block = MultiScaleBlock(2, output_dim=16, stride_q=2, stride_kv=2)

@@ -8,6 +8,8 @@ import pytest
 
 from keras_vit.layers import PatchEncoder
 
+pytestmark = pytest.mark.backends
+
 
 @pytest.mark.parametrize("patch_size", [0, -4, 8.0, "8", True, (4, 0), (4, 4, 4), None])
 def test_bad_patch_size(patch_size):

@@ -4,6 +4,8 @@ from keras import ops
 
 from keras_vit.layers import PatchMerging
 
+pytestmark = pytest.mark.backends
+
 
 def _layer_norm(x, gamma, beta, eps):
     mean = x.mean(-1, keepdims=True)

@@ -208,3 +208,82 @@ def test_history_writer_draws_curves_each_epoch(tmp_path):
     first = curves.read_bytes()
     writer.on_epoch_end(1, {"loss": 0.8, "val_loss": 1.0, "accuracy": 0.5, "val_accuracy": 0.45})
     assert curves.read_bytes() != first  # redrawn with the second epoch
+
+
+@pytest.fixture(scope="module")
+def hyperband_search(tmp_path_factory):
+    """A real Hyperband search, tiny: 8×8 images, one block, 3 epochs at most (2 brackets, 6 trials)."""
+    from keras_vit.tuning import run_search
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 40).astype("int32")
+    x = rng.integers(0, 128, (40, 8, 8, 1))
+    x[y == 1, :4] += 120
+    space = {"depth": 1, "hidden_dim": 8, "num_heads": [1, 2], "patch_size": [2, 4], "mlp_ratio": 2.0}
+    space["learning_rate"] = {"min_value": 1e-3, "max_value": 1e-2, "sampling": "log"}
+    return run_search(
+        (x.astype("uint8"), y),
+        tuner="hyperband",
+        epochs=3,
+        batch_size=40,
+        search_space=space,
+        compile_kwargs={"run_eagerly": True},
+        directory=str(tmp_path_factory.mktemp("search")),
+        export_path=None,
+        early_stopping_patience=None,
+        verbose=0,
+    )
+
+
+def test_search_results_figure(hyperband_search):
+    from keras_vit.tuning import results
+    from keras_vit.tuning.search import hyperband_trials
+
+    oracle = hyperband_search.tuner.oracle
+    project = hyperband_search.tuner.project_dir
+    rows = hyperband_search.rows
+    # Hyperband(max_epochs=3, factor=3): bracket 1 trains 3 models 1 epoch and the best 2 more; bracket 0, 2 models.
+    assert len(rows) == hyperband_trials(3, 3) == 6
+    schedule = results.hyperband_schedule(oracle)
+    histories = results.read_histories(project, [row["trial"] for row in rows])
+    assert sorted(histories) == sorted(schedule) == sorted(row["trial"] for row in rows)
+    fig = results.results_figure(rows, "val_accuracy", hyperband=schedule, histories=histories, direction="max")
+
+    first = fig.axes[0]
+    (best,) = [line for line in first.get_lines() if line.get_label() == "best so far"]
+    assert best.get_drawstyle() == "steps-post"
+    objective = np.array([row["objective"] for row in rows])
+    np.testing.assert_allclose(best.get_ydata(), np.maximum.accumulate(objective))
+    labels = {line.get_label() for line in first.get_lines()}
+    assert labels == {"bracket 1", "bracket 0", "best so far"}
+    budgets = [text.get_text() for text in first.texts]
+    assert budgets == [f"{oracle.trials[row['trial']].hyperparameters.get('tuner/epochs')}e" for row in rows]
+
+    # Integer hyperparameters: a tick at each value tried, and no other.
+    (patch,) = [ax for ax in fig.axes if ax.get_title() == "vit/patch_size"]
+    fig.canvas.draw()
+    tried = sorted({row["vit/patch_size"] for row in rows})
+    np.testing.assert_array_equal(patch.get_xticks(), tried)
+    assert [label.get_text() for label in patch.get_xticklabels()] == [str(v) for v in tried]
+    (rate,) = [ax for ax in fig.axes if ax.get_title() == "vit/learning_rate"]
+    assert rate.get_xscale() == "log"
+
+    # One learning-curve panel per trial, over the epochs KerasTuner gave it (a promoted trial goes on where its
+    # parent stopped), peaking at the trial's score.
+    curves = [ax for ax in fig.axes if ax.get_title().startswith("trial ")]
+    assert len(curves) == len(rows)
+    for ax, row in zip(curves, rows):
+        hp = oracle.trials[row["trial"]].hyperparameters
+        assert (
+            ax.get_title() == f"trial {row['trial']} (bracket {hp.get('tuner/bracket')}, round {hp.get('tuner/round')})"
+        )
+        line = ax.get_lines()[0]
+        start, stop = hp.get("tuner/initial_epoch"), hp.get("tuner/epochs")
+        np.testing.assert_array_equal(line.get_xdata(), np.arange(start + 1, stop + 1))
+        assert max(line.get_ydata()) == pytest.approx(row["objective"])
+        ticks = [t for t in ax.get_xticks() if start + 1 <= t <= stop]
+        np.testing.assert_array_equal(ticks, np.round(ticks))
+    assert any(hp_start > 0 for hp_start in (s[2] for s in schedule.values()))  # a promoted trial was drawn
+
+    with open(hyperband_search.plot_path, "rb") as f:
+        assert f.read(8) == PNG_MAGIC

@@ -4,6 +4,8 @@ from keras import ops
 
 from keras_vit.layers import PoolingAttention, relative_distance_index
 
+pytestmark = pytest.mark.backends
+
 
 def test_relative_distance_index_equal_and_pooled_sizes():
     # Equal sizes: offset i - j shifted by k - 1.

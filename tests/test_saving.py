@@ -105,4 +105,56 @@ def test_every_artefact_loads_with_only_keras_vit_imported(tmp_path):
     trainer(x)
     cases.append(_case(tmp_path, "distillation", trainer, [x]))
 
+    cases.append(_converted_with_preprocessing(tmp_path))
+    cases.append(_tuned_best_model(tmp_path))
     _load_in_fresh_process(cases)
+
+
+def _expected_case(tmp_path, name, path, inputs, expected, atol):
+    np.savez(tmp_path / f"{name}_inputs.npz", x0=inputs)
+    np.save(tmp_path / f"{name}_expected.npy", expected)
+    return [path, str(tmp_path / f"{name}_inputs.npz"), str(tmp_path / f"{name}_expected.npy"), atol]
+
+
+def _converted_with_preprocessing(tmp_path):
+    """`keras-vit convert` of a timm checkpoint with its statistics: the file takes [0, 255] pixels and gives
+    the timm reference logits (tests/fixtures/timm_vit_token.npz)."""
+    from safetensors.numpy import save_file
+
+    from keras_vit.cli import main as cli_main
+
+    with np.load(os.path.join(os.path.dirname(__file__), "fixtures", "timm_vit_token.npz")) as data:
+        ref = {k: data[k] for k in data.files}
+    weights = {k[len("weights/") :]: np.ascontiguousarray(v) for k, v in ref.items() if k.startswith("weights/")}
+    checkpoint = str(tmp_path / "timm_vit.safetensors")
+    save_file(weights, checkpoint)
+    mean, std = np.array([0.485, 0.456, 0.406]), np.array([0.229, 0.224, 0.225])
+    config = {"patch_size": 8, "hidden_dim": 32, "depth": 2, "num_heads": 2, "mlp_dim": 64, "input_shape": [32, 32, 3]}
+    path = str(tmp_path / "converted.keras")
+    args = ["convert", checkpoint, "--model", "vit_base_patch16_224", "--out", path]
+    args += ["--config", json.dumps({**config, "classifier_activation": None})]
+    args += ["--image-mean", *map(str, mean), "--image-std", *map(str, std)]
+    assert cli_main(args) == 0
+    pixels = ((ref["inputs"] * std + mean) * 255.0).astype("float32")
+    return _expected_case(tmp_path, "converted", path, pixels, ref["logits"], 1e-4)
+
+
+def _tuned_best_model(tmp_path):
+    """`tune`'s best_model.keras carries the statistics of its data: the pixels in, the trial's outputs out."""
+    import warnings
+
+    from keras_vit.tuning import run_search
+
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, 2, 32)
+    x = rng.integers(0, 128, (32, 8, 8, 1)).astype("uint8")
+    x[y == 1, 4:] += 120
+    space = {"depth": 1, "hidden_dim": 16, "num_heads": 2, "patch_size": 4, "mlp_ratio": 2.0}
+    result = run_search(
+        (x, y), max_trials=1, epochs=1, batch_size=16, search_space=space, directory=str(tmp_path), verbose=0
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        trial_model = result.tuner.load_model(result.tuner.oracle.get_best_trials(1)[0])
+    expected = trial_model.predict(x[:4].astype("float32") / 255.0, verbose=0)
+    return _expected_case(tmp_path, "tuned", result.model_path, x[:4].astype("float32"), expected, 1e-5)

@@ -4,6 +4,8 @@ from keras import ops
 
 from keras_vit.layers import SwinTransformerBlock, shifted_window_mask, window_partition, window_reverse
 
+pytestmark = pytest.mark.backends
+
 
 def brute_force_mask(height, width, window, shift):
     """Sec. 3.2 of the Swin paper, from first principles.

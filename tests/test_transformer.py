@@ -130,6 +130,7 @@ def test_cached_decoding_equals_uncached(norm_first):
 
 
 def test_beam_size_one_equals_greedy_and_beam_is_no_worse():
+    keras.utils.set_random_seed(5)
     model = _tiny(num_layers=1)
     src = _src(batch=4)
     greedy = generate(model, src, max_length=8, end_id=5)
@@ -137,12 +138,9 @@ def test_beam_size_one_equals_greedy_and_beam_is_no_worse():
     np.testing.assert_array_equal(greedy, beam1)
     from keras_vit.translation.decoding import _beam
 
-    beam1b = _beam(model, src, 8, 1, 0.6, 2, 5, True, [0, 2])
-    np.testing.assert_array_equal(beam1b[:, : greedy.shape[1]], greedy[:, : beam1b.shape[1]])
-
     def logprob(seqs):
         dec_in = np.concatenate([np.full((len(seqs), 1), 2), seqs[:, :-1]], axis=1).astype("int32")
-        logits = ops.convert_to_numpy(model({"encoder_inputs": src, "decoder_inputs": dec_in}))
+        logits = ops.convert_to_numpy(model({"encoder_inputs": src, "decoder_inputs": dec_in})).astype("float64")
         logits[..., [0, 2]] = -np.inf
         logp = (
             logits
@@ -150,15 +148,20 @@ def test_beam_size_one_equals_greedy_and_beam_is_no_worse():
             - logits.max(-1, keepdims=True)
         )
         lp = np.take_along_axis(logp, seqs[..., None], -1)[..., 0]
-        return (lp * (seqs != 0)).sum(-1)
+        return np.where(seqs != 0, lp, 0.0).sum(-1)
 
-    # With no length penalty, the beam's best sequence is at least as likely as greedy's.
-    beam = generate(model, src, max_length=8, beam_size=4, length_penalty=0.0, end_id=5)
-    width = max(beam.shape[1], greedy.shape[1])
-
-    def pad(a):
+    def pad(a, width=8):
         return np.pad(a, ((0, 0), (0, width - a.shape[1])))
 
+    def normalised(seqs, alpha):
+        return logprob(seqs) / ((5.0 + (seqs != 0).sum(-1)) / 6.0) ** alpha
+
+    # A one-wide beam follows greedy's path and sets aside every hypothesis that ends on the way,
+    # greedy's own among them, so its pick scores at least as well as greedy's under the penalty.
+    beam1b = _beam(model, src, 8, 1, 0.6, 2, 5, True, [0, 2])
+    assert np.all(normalised(pad(beam1b), 0.6) >= normalised(pad(greedy), 0.6) - 1e-6)
+    # With no length penalty, the beam's best sequence is at least as likely as greedy's.
+    beam = generate(model, src, max_length=8, beam_size=4, length_penalty=0.0, end_id=5)
     assert np.all(logprob(pad(beam)) >= logprob(pad(greedy)) - 1e-4)
 
 
@@ -418,3 +421,24 @@ def test_wide_beam_finds_the_exhaustive_best_under_the_documented_length_penalty
     if alpha == 2.0:
         # The oracle tells a divided penalty from a multiplied one on this model.
         assert expected != _exhaustive_best(model, src, 4, alpha, 2, 3, forbidden, divide=False)
+
+
+@pytest.mark.parametrize("alpha", [0.6, 1.0, 2.0])
+def test_beam_search_keeps_searching_after_beam_size_hypotheses_ended(alpha):
+    """With one token besides the end token, two beams hold every live prefix, so beam search is exhaustive.
+    The first two hypotheses end after one and two tokens, yet for α ≥ 1 longer ones score better (on this
+    model: 3 tokens for the second source at α = 1, the full 8 elsewhere); stopping as soon as `beam_size`
+    hypotheses have ended returns the short ones."""
+    keras.utils.set_random_seed(1)
+    model = Transformer(6, num_layers=1, hidden_dim=16, num_heads=2, mlp_dim=32, dropout=0.0)
+    src = np.array([[4, 5, 4, 3], [5, 5, 3, 0], [4, 4, 4, 3]], "int32")
+    forbidden = [0, 1, 2, 5]  # only 4 and the end token 3 remain
+    max_length = 8
+    expected = _exhaustive_best(model, src, max_length, alpha, 2, 3, forbidden)
+    out = generate(
+        model, src, max_length, beam_size=2, length_penalty=alpha, start_id=2, end_id=3, forbidden_ids=forbidden
+    )
+    for row, best in zip(out, expected):
+        assert list(row[: len(best)]) == best and not row[len(best) :].any()
+    if alpha == 1.0:  # the cases early stopping gets wrong, one of them ending before max_length
+        assert [len(best) for best in expected] == [8, 3, 8]

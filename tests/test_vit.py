@@ -10,6 +10,8 @@ from keras import ops
 from keras_vit.applications import VisionTransformer, ViTTiny16, get_model, list_models, model_config
 from keras_vit.applications.vit import build_vit, patch_embedding
 
+pytestmark = pytest.mark.backends
+
 TINY = dict(hidden_dim=32, depth=2, num_heads=2, mlp_dim=64, input_shape=(32, 32, 3), patch_size=8)
 
 

@@ -4,6 +4,8 @@ from keras import ops
 
 from keras_vit.layers import WindowAttention, relative_position_index
 
+pytestmark = pytest.mark.backends
+
 
 def _softmax(x):
     x = x - x.max(-1, keepdims=True)

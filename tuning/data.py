@@ -22,6 +22,9 @@ class PreparedData:
             learning-rate schedule.
         source: the data source string, when the data came from one (what
             `keras-vit train --data` takes to train on the same data).
+        mean, std: per-channel statistics the images were normalised with
+            after scaling to [0, 1] (zeros and ones for arrays, which are only
+            scaled); None when unknown (a `tf.data.Dataset`).
     """
 
     fit_args: tuple
@@ -30,6 +33,8 @@ class PreparedData:
     classes: int
     steps_per_epoch: int = None
     source: str = None
+    mean: tuple = None
+    std: tuple = None
 
 
 def _as_float_images(x):
@@ -63,6 +68,8 @@ def prepare_data(data, validation_data, classes, batch_size, validation_split, i
             int(classes or data.num_classes),
             training.steps_per_epoch(data),
             source,
+            tuple(data.mean) if getattr(data, "mean", None) else None,
+            tuple(data.std) if getattr(data, "std", None) else None,
         )
     if isinstance(data, (tuple, list)) and len(data) == 2 and not _is_dataset(data[0]):
         x, y = _with_channels(_as_float_images(data[0])), np.asarray(data[1])
@@ -87,6 +94,8 @@ def prepare_data(data, validation_data, classes, batch_size, validation_split, i
             tuple(x.shape[1:]),
             int(classes),
             math.ceil(len(x) / batch_size),
+            mean=(0.0,) * int(x.shape[-1]),
+            std=(1.0,) * int(x.shape[-1]),
         )
     if _is_dataset(data):
         if validation_data is None:

@@ -6,29 +6,14 @@ import keras
 
 
 def gpu_devices():
-    """The GPUs the active Keras backend sees (an empty list without GPUs).
+    """The GPUs the active Keras backend sees (`keras_vit.training.gpu_devices`, the one place that asks).
 
-    TensorFlow: its physical GPU devices. JAX: `jax.devices("gpu")`. PyTorch:
-    one entry per CUDA device. Keras places models on the first GPU by itself;
-    several GPUs are used together on TensorFlow (see `select_strategy`).
+    Keras places models on the first GPU by itself; several GPUs are used
+    together on TensorFlow (see `select_strategy`).
     """
-    backend = keras.backend.backend()
-    if backend == "tensorflow":
-        import tensorflow as tf
+    from keras_vit import training
 
-        return list(tf.config.list_physical_devices("GPU"))
-    if backend == "jax":
-        import jax
-
-        try:
-            return list(jax.devices("gpu"))
-        except RuntimeError:  # no GPU platform in this jaxlib
-            return []
-    if backend == "torch":
-        import torch
-
-        return [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return []
+    return training.gpu_devices()
 
 
 def select_strategy(gpus=None):

@@ -194,8 +194,12 @@ class ViTHyperModel(keras_tuner.HyperModel):
         metrics: metrics for `compile`; defaults to `["accuracy"]`.
         model_kwargs: dict of fixed factory arguments (`pooling`,
             `position_embedding`, ...).
-        compile_kwargs: dict of extra `compile` arguments (`jit_compile`,
-            `run_eagerly`, ...).
+        compile_kwargs: dict of extra `compile_model` arguments
+            (`jit_compile`, `steps_per_execution`, `run_eagerly`, ...); by
+            default each trial trains on the package's fastest measured path
+            (`keras_vit.training.resolve_jit_compile`: XLA on TensorFlow and
+            JAX; without XLA under a tf.distribute strategy, whose Keras
+            training step runs without it).
         recipe: a `keras_vit.training.Recipe` (None: `Recipe()`) for the
             settings that are not searched (`warmup_fraction`,
             `global_clipnorm`); the searched `learning_rate` and

@@ -76,50 +76,206 @@ def write_results(oracle, out_dir, objective_name="objective"):
     with atomic_write(md_path) as f:
         f.write(markdown_table(rows, objective_name))
     plot_path = os.path.join(out_dir, "results.png")
-    plot_results(rows, plot_path, objective_name)
+    direction = getattr(getattr(oracle, "objective", None), "direction", None)
+    plot_results(
+        rows,
+        plot_path,
+        objective_name,
+        hyperband=hyperband_schedule(oracle),
+        histories=read_histories(out_dir, [row["trial"] for row in rows]),
+        direction=direction,
+    )
     return csv_path, md_path, plot_path
 
 
-def plot_results(rows, path, objective_name="objective"):
-    """Objective per trial (with the best so far) and objective against each searched hyperparameter."""
+def hyperband_schedule(oracle):
+    """`{trial_id: (bracket, round, initial_epoch, epochs)}` for the trials of a Hyperband search, else {}."""
+    schedule = {}
+    for trial_id, trial in oracle.trials.items():
+        values = trial.hyperparameters.values
+        if "tuner/bracket" in values:
+            schedule[trial_id] = (
+                int(values["tuner/bracket"]),
+                int(values["tuner/round"]),
+                int(values.get("tuner/initial_epoch", 0)),
+                int(values["tuner/epochs"]),
+            )
+    return schedule
+
+
+def read_histories(out_dir, trial_ids, file_name="history.csv"):
+    """`{trial_id: {metric: [(epoch, value), ...]}}` from the `trial_ID/history.csv` files a search wrote
+    (`keras_vit.tuning.search.TrialProgress`); trials without one are left out."""
+    histories = {}
+    for trial_id in trial_ids:
+        path = os.path.join(out_dir, f"trial_{trial_id}", file_name)
+        if not os.path.exists(path):
+            continue
+        curves = {}
+        with open(path, newline="") as f:
+            for row in csv.DictReader(f):
+                epoch = int(row.pop("epoch"))
+                for name, value in row.items():
+                    if value not in ("", None):
+                        curves.setdefault(name, []).append((epoch, float(value)))
+        if curves:
+            histories[trial_id] = curves
+    return histories
+
+
+def _is_integer_axis(values):
+    return all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in values)
+
+
+def _is_float_axis(values):
+    return all(isinstance(v, (int, float, np.number)) and not isinstance(v, bool) for v in values)
+
+
+def _direction(objective_name, direction):
+    if direction in ("min", "max"):
+        return direction
+    return "min" if "loss" in objective_name else "max"
+
+
+CURVE_COLUMNS = 6
+
+
+def results_figure(rows, objective_name="objective", hyperband=None, histories=None, direction=None):
+    """The figure of `plot_results` (a matplotlib `Figure`).
+
+    Top: the objective per trial, with the best so far as a step line (it changes only when a trial beats
+    it), and for Hyperband each trial coloured by its bracket and labelled with its budget in epochs; then
+    the objective against each searched hyperparameter: integers on an axis with a tick at each value
+    tried, learning rates and weight decays on a log axis, other values as categories. Below: one small
+    panel per trial with its learning curves (the objective and the matching training metric per epoch).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator, NullFormatter, NullLocator
 
+    hyperband = hyperband or {}
+    histories = histories or {}
     done = [r for r in rows if r.get("objective") is not None]
     names = [c for c in _columns(rows) if c not in ("trial", "status", "objective", PARAMS_METRIC, SECONDS_METRIC)]
+    if hyperband:
+        names = [n for n in names if n != "tuner/epochs"]  # shown as the budgets of the first panel
     names = [n for n in names if len({str(r.get(n)) for r in done}) > 1] or names[:1]
+    curve_ids = [r["trial"] for r in rows if r["trial"] in histories]
     cols = min(4, len(names) + 1)
-    nrows = math.ceil((len(names) + 1) / cols)
-    fig, axes = plt.subplots(nrows, cols, figsize=(3.2 * cols, 2.8 * nrows), squeeze=False)
-    axes = axes.ravel()
+    top_rows = math.ceil((len(names) + 1) / cols)
+    curve_rows = math.ceil(len(curve_ids) / CURVE_COLUMNS)
+    width = max(3.4 * cols, 2.2 * min(CURVE_COLUMNS, max(len(curve_ids), 1)))
+    fig = plt.figure(figsize=(width, 3.0 * top_rows + 1.9 * curve_rows + 0.3), layout="constrained")
+    if curve_rows:
+        top, bottom = fig.subfigures(2, 1, height_ratios=[3.0 * top_rows, 1.9 * curve_rows + 0.3])
+    else:
+        top, bottom = fig, None
+    axes = np.atleast_1d(top.subplots(top_rows, cols, squeeze=False).ravel())
+    best_fn = np.minimum.accumulate if _direction(objective_name, direction) == "min" else np.maximum.accumulate
+
     ax = axes[0]
     if done:
-        xs = list(range(len(done)))
-        ys = [r["objective"] for r in done]
-        ax.plot(xs, ys, "o", label="trial")
-        best = np.maximum.accumulate(ys) if "loss" not in objective_name else np.minimum.accumulate(ys)
-        ax.plot(xs, best, "-", label="best so far")
-        ax.set_xticks(xs, [str(r["trial"]) for r in done], rotation=90 if len(xs) > 8 else 0)
-        ax.legend(fontsize=7)
+        xs = np.arange(len(done))
+        ys = np.asarray([r["objective"] for r in done], dtype="float64")
+        brackets = sorted({hyperband[r["trial"]][0] for r in done if r["trial"] in hyperband}, reverse=True)
+        if brackets:
+            colours = plt.get_cmap("viridis")(np.linspace(0.0, 0.85, len(brackets)))
+            for bracket, colour in zip(brackets, colours):
+                mine = [i for i, r in enumerate(done) if hyperband.get(r["trial"], (None,))[0] == bracket]
+                ax.plot(xs[mine], ys[mine], "o", color=colour, label=f"bracket {bracket}")
+            for i, r in enumerate(done):
+                if r["trial"] in hyperband:
+                    epochs = hyperband[r["trial"]][3]
+                    ax.annotate(
+                        f"{epochs}e", (xs[i], ys[i]), textcoords="offset points", xytext=(0, 5), ha="center", fontsize=6
+                    )
+            ax.set_title("objective per trial (label: epochs)", fontsize=9)
+        else:
+            ax.plot(xs, ys, "o", label="trial")
+            ax.set_title("objective per trial", fontsize=9)
+        ax.plot(xs, best_fn(ys), drawstyle="steps-post", color="black", linewidth=1.2, label="best so far")
+        ax.set_xticks(
+            xs,
+            [str(int(r["trial"])) if str(r["trial"]).isdigit() else str(r["trial"]) for r in done],
+            rotation=90 if len(xs) > 8 else 0,
+        )
+        ax.legend(fontsize=6)
     ax.set_xlabel("trial")
     ax.set_ylabel(objective_name)
+
     for ax, name in zip(axes[1:], names):
         values = [r.get(name) for r in done]
-        if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) and values:
-            ax.plot(values, [r["objective"] for r in done], "o")
-            if name.endswith(("learning_rate", "weight_decay")):
+        objective = [r["objective"] for r in done]
+        if values and _is_integer_axis(values):
+            ax.plot(values, objective, "o")
+            distinct = sorted(set(int(v) for v in values))
+            if len(distinct) <= 12:
+                ax.set_xticks(distinct)
+            else:
+                ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+            pad = max(0.5, 0.08 * (distinct[-1] - distinct[0]))
+            ax.set_xlim(distinct[0] - pad, distinct[-1] + pad)
+        elif values and _is_float_axis(values):
+            ax.plot(values, objective, "o")
+            if name.endswith(("learning_rate", "weight_decay")) and min(values) > 0:
                 ax.set_xscale("log")
+                low, high = min(values), max(values)
+                if high / low < 10:  # no decade inside: three labelled ticks across the values tried
+                    ticks = np.geomspace(low, high, 3)
+                    ax.set_xticks(ticks, [f"{t:.2g}" for t in ticks])
+                    ax.xaxis.set_minor_locator(NullLocator())
+                else:
+                    ax.xaxis.set_minor_formatter(NullFormatter())  # labelled decades only: none overlap
         else:
             labels = sorted({str(v) for v in values})
-            ax.plot([labels.index(str(v)) for v in values], [r["objective"] for r in done], "o")
+            ax.plot([labels.index(str(v)) for v in values], objective, "o")
             ax.set_xticks(range(len(labels)), labels)
-        ax.set_xlabel(name)
+            ax.set_xlim(-0.5, len(labels) - 0.5)
+        ax.set_xlabel(name.split("/")[-1])
         ax.set_ylabel(objective_name)
+        ax.set_title(name, fontsize=8)
     for ax in axes[len(names) + 1 :]:
         ax.axis("off")
-    fig.tight_layout()
+
+    if bottom is not None:
+        train_name = objective_name[4:] if objective_name.startswith("val_") else None
+        shown = (objective_name, train_name)
+        legend = f"{objective_name} (o-)" + (f" and {train_name} (x--)" if train_name else "")
+        bottom.suptitle(f"learning curve of each trial: {legend} per epoch", fontsize=9)
+        curve_axes = bottom.subplots(curve_rows, CURVE_COLUMNS, squeeze=False, sharey=True).ravel()
+        for ax, trial_id in zip(curve_axes, curve_ids):
+            curves = histories[trial_id]
+            epochs_seen = []
+            for metric, style in zip(shown, ("o-", "x--")):
+                if metric in curves:
+                    epochs, values = zip(*curves[metric])
+                    ax.plot(epochs, values, style, markersize=3, linewidth=1)
+                    epochs_seen += epochs
+            if epochs_seen:
+                low, high = min(epochs_seen), max(epochs_seen)
+                ax.set_xlim(low - 0.5, high + 0.5)
+                ax.set_xticks(
+                    range(low, high + 1) if high - low < 10 else MaxNLocator(integer=True).tick_values(low, high)
+                )
+            title = f"trial {trial_id}"
+            if trial_id in hyperband:
+                bracket, round_, _, _ = hyperband[trial_id]
+                title += f" (bracket {bracket}, round {round_})"
+            ax.set_title(title, fontsize=7)
+            ax.tick_params(labelsize=6)
+            ax.set_xlabel("epoch", fontsize=6)
+        for ax in curve_axes[len(curve_ids) :]:
+            ax.axis("off")
+    return fig
+
+
+def plot_results(rows, path, objective_name="objective", hyperband=None, histories=None, direction=None):
+    """Writes `results_figure(...)` to `path` as a PNG; returns `path`."""
+    import matplotlib.pyplot as plt
+
+    fig = results_figure(rows, objective_name, hyperband=hyperband, histories=histories, direction=direction)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=100, format="png")
     plt.close(fig)

@@ -14,7 +14,9 @@ and per hyperparameter, the best trial's recipe and model arguments with the
 """
 
 import contextlib
+import csv
 import dataclasses
+import math
 import os
 import warnings
 
@@ -168,6 +170,10 @@ def run_search(
         role = "single"
         if distributed_search:
             role = "chief" if distributed.is_chief() else "worker"
+        total = hyperband_trials(epochs, hyperband_factor) if tuner == "hyperband" else max_trials
+        if verbose and role == "single":
+            where = os.path.join(os.fspath(directory), project_name)
+            print(f"search: {tuner}, at most {total} trials of at most {epochs} epochs, in {where}", flush=True)
         needs_steps = hypermodel is None or getattr(hypermodel, "total_steps", 0) is None
         prepared = None
         if role != "chief" or needs_steps:
@@ -231,6 +237,8 @@ def run_search(
                         mode=search_tuner.oracle.objective.direction,
                     )
                 )
+            if role == "single":
+                fit_callbacks.append(TrialProgress(search_tuner, total, verbose=verbose))
             fit_args = prepared.fit_args if prepared else ()
             fit_kwargs = dict(prepared.fit_kwargs) if prepared else {}
             search_tuner.search(*fit_args, epochs=epochs, callbacks=fit_callbacks, verbose=verbose, **fit_kwargs)
@@ -270,11 +278,102 @@ def run_search(
             )
             result.best_trial_path = results.write_best_trial(result.best_trial, project_dir, objective_name)
             if export_path is not None:
-                result.model_path = _export_best(search_tuner, best[0], export_path)
+                result.model_path = _export_best(search_tuner, best[0], export_path, prepared)
             return result
 
 
-def _export_best(search_tuner, trial, export_path):
+def hyperband_trials(max_epochs, factor=3):
+    """The trials of one Hyperband iteration (Li et al. 2018) as KerasTuner schedules them: brackets
+    `s = s_max, ..., 0` with `s_max = floor(log_factor(max_epochs))`, bracket `s` training
+    `ceil(ceil(1 + log_factor(max_epochs)) / (s + 1) * factor**(s - r))` models in its round `r = 0..s`
+    (each round's survivors count again: KerasTuner gives every round its own trial). An upper bound: a small
+    search space can run out of new values first."""
+    brackets, budget = 0, float(max_epochs)
+    while budget >= 1:
+        budget /= factor
+        brackets += 1
+    end_size = math.ceil(1 + math.log(max_epochs, factor))
+    return sum(
+        math.ceil(end_size / (bracket + 1) * factor ** (bracket - round_))
+        for bracket in range(brackets)
+        for round_ in range(bracket + 1)
+    )
+
+
+HISTORY_FILE = "history.csv"
+
+
+class TrialProgress(keras.callbacks.Callback):
+    """Per trial: one line as it starts (its number of the most the search runs, Hyperband's bracket, round
+    and epochs, the best objective so far) and its per-epoch metrics in `trial_ID/history.csv`, which
+    `results.png` draws as the trial's learning curve.
+
+    KerasTuner deep-copies the callbacks of every trial; copies share the tuner.
+    """
+
+    def __init__(self, search_tuner, total, verbose=1, _started=None):
+        super().__init__()
+        self._tuner = search_tuner
+        self._total = total
+        self._verbose = verbose
+        # Trials begun in this process, shared by the copies (one per execution of a trial).
+        self._started = set() if _started is None else _started
+        self._path = None
+
+    def __deepcopy__(self, memo):
+        return TrialProgress(self._tuner, self._total, self._verbose, self._started)
+
+    def _current_trial(self):
+        oracle = self._tuner.oracle
+        trial = getattr(oracle, "ongoing_trials", {}).get(self._tuner.tuner_id)
+        if trial is None:
+            running = [t for t in oracle.trials.values() if str(t.status) == "RUNNING"]
+            trial = running[-1] if running else None
+        return trial
+
+    def on_train_begin(self, logs=None):
+        trial = self._current_trial()
+        if trial is None:
+            return
+        first_fit = trial.trial_id not in self._started  # executions_per_trial > 1 fit again
+        self._started.add(trial.trial_id)
+        self._path = os.path.join(self._tuner.get_trial_dir(trial.trial_id), HISTORY_FILE)
+        if first_fit and os.path.exists(self._path):
+            os.remove(self._path)  # a trial run again after an interruption starts its history afresh
+        if self._verbose and first_fit:
+            print(self._describe(trial), flush=True)
+
+    def _describe(self, trial):
+        oracle = self._tuner.oracle
+        values = trial.hyperparameters.values
+        number = len(oracle.trials)
+        text = f"trial {number} of at most {self._total} (id {trial.trial_id})"
+        if "tuner/bracket" in values:
+            start, stop = values.get("tuner/initial_epoch", 0), values.get("tuner/epochs")
+            text += f", Hyperband bracket {values['tuner/bracket']} round {values['tuner/round']}, "
+            text += f"epochs {start + 1}-{stop}" if start else f"{stop} epochs"
+        best = [t for t in oracle.get_best_trials(1) if str(t.status) == "COMPLETED"]
+        name = oracle.objective.name
+        text += f"; best {name} so far {best[0].score:.4g} (trial {best[0].trial_id})" if best else "; no result yet"
+        searched = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+        return text + ": " + ", ".join(f"{k.split('/')[-1]}={v}" for k, v in searched.items())
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._path is None:
+            return
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in (logs or {}).items()}}
+        new = not os.path.exists(self._path)
+        with open(self._path, "a", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(row), extrasaction="ignore")
+            if new:
+                writer.writeheader()
+            writer.writerow(row)
+
+
+def _export_best(search_tuner, trial, export_path, prepared=None):
+    """Saves the best trial's model; with its data's statistics inside when they are known (pixels in [0, 255])."""
+    from keras_vit.applications.common import add_preprocessing
+
     if export_path == "auto":
         path = os.path.join(search_tuner.project_dir, "best_model.keras")
     else:
@@ -289,6 +388,11 @@ def _export_best(search_tuner, trial, export_path):
         # has no checkpoint of it.
         print(f"Best model not exported: no checkpoint of trial {trial.trial_id} here ({error})")
         return None
+    if prepared is not None and prepared.mean is not None:
+        try:
+            model = add_preprocessing(model, prepared.mean, prepared.std)
+        except ValueError:  # a hypermodel of another kind than a one-input functional model
+            pass
     save_model_atomic(model, path)
     return path
 

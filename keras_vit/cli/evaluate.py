@@ -22,12 +22,13 @@ def register(subparsers):
 
 def run_evaluate(args):
     from keras_vit import data, training
-    from keras_vit.cli.images import load_model_file
+    from keras_vit.cli.images import dataset_normalization, load_model_file
 
     model = load_model_file(args.model_file)
     prep = training.read_preprocessing(args.model_file)
     height, width, channels = model.input_shape[1:]
-    normalize = (prep["mean"], prep["std"]) if prep else True
+    # [0, 255] pixels for a model with its preprocessing inside, else the statistics beside it.
+    normalize = dataset_normalization(model, prep)
     bundle = data.load(
         args.data,
         image_size=(height, width),
@@ -46,7 +47,7 @@ def run_evaluate(args):
             f"The model has {model.output_shape[-1]} outputs but the data has {bundle.num_classes} classes. "
             f"Received: --data {args.data!r}"
         )
-    metrics = training.evaluate_model(model, dataset)
+    metrics = training.evaluate_model(model, _batches_with_progress(dataset, split, args.quiet))
     count = metrics["examples"]
     report = {"split": split, **metrics}
     if args.json:
@@ -54,3 +55,14 @@ def run_evaluate(args):
     else:
         print(f"{split} ({count} images): loss {metrics['loss']:.4f}  accuracy {metrics['accuracy']:.4f}")
     return 0
+
+
+def _batches_with_progress(dataset, split, quiet):
+    """The batches of `dataset`, with a bar on stderr (stdout keeps the result, e.g. the JSON)."""
+    import sys
+
+    from tqdm import tqdm
+
+    batches = int(dataset.cardinality()) if hasattr(dataset, "cardinality") else None
+    total = batches if batches is not None and batches > 0 else None
+    yield from tqdm(dataset, total=total, desc=f"evaluating ({split})", unit="batch", file=sys.stderr, disable=quiet)

@@ -23,7 +23,10 @@ def register(subparsers):
     parser.add_argument("--head-fusion", default="mean", choices=("mean", "max", "min"), help="(rollout)")
     parser.add_argument("--discard-ratio", type=float, default=0.0, help="(rollout)")
     parser.add_argument(
-        "--scale", type=float, default=1.0 / 255.0, help="pixel values are multiplied by this (default 1/255)"
+        "--scale",
+        type=float,
+        default=1.0 / 255.0,
+        help="pixel values are multiplied by this (default 1/255), for models without preprocessing inside",
     )
     parser.add_argument(
         "--label", type=int, nargs="+", default=None, help="true class of each image, shown in the titles"
@@ -33,14 +36,19 @@ def register(subparsers):
 
 def run(args):
     from keras_vit import training
-    from keras_vit.cli.images import load_model_file, model_image_shape, normalize, read_images
+    from keras_vit.applications import model_preprocessing
+    from keras_vit.cli.images import load_model_file, model_image_shape, model_inputs, normalize, read_images
     from keras_vit.explain import save_explanation_figure
 
     model = load_model_file(args.model_file)
-    # Pixels in [0, 255] times --scale, then the normalisation `keras-vit train` wrote beside the model.
-    images = read_images(args.image, model_image_shape(model), option="--image") * (255.0 * args.scale)
     preprocessing = training.read_preprocessing(args.model_file) or {}
-    images = normalize(images, preprocessing)
+    if model_preprocessing(model) is not None:
+        # The model rescales and normalises inside: it takes the pixels as they are.
+        images = model_inputs(model, args.image, preprocessing, option="--image")
+    else:
+        # Pixels in [0, 255] times --scale, then the normalisation `keras-vit train` wrote beside the model.
+        images = read_images(args.image, model_image_shape(model), option="--image") * (255.0 * args.scale)
+        images = normalize(images, preprocessing)
     if args.label is not None and len(args.label) != len(args.image):
         raise ValueError(f"`--label` needs one class per image. Received: --label={args.label}")
     # (`--class-index` is checked by the explain functions; a bad label only broke the figure titles.)

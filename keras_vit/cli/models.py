@@ -29,12 +29,23 @@ def count_params(name):
 
 
 def run(args):
+    import sys
+
     from keras_vit.applications import list_models
 
     names = list_models(args.pattern)
-    for name in names:
-        if args.params:
-            print(f"{name}\t{count_params(name):,}", flush=True)
-        else:
+    if not args.params:
+        for name in names:
             print(name)
+        return 0 if names else 1
+    from tqdm import tqdm
+
+    # The counts go to stdout as each model is done; the bar (which model is being built) to stderr.
+    bar = tqdm(names, unit="model", file=sys.stderr, disable=args.quiet, leave=False, dynamic_ncols=True)
+    for name in bar:
+        bar.set_postfix_str(name, refresh=True)
+        count = count_params(name)
+        tqdm.write(f"{name}\t{count:,}", file=sys.stdout)
+        sys.stdout.flush()
+    bar.close()
     return 0 if names else 1

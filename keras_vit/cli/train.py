@@ -26,7 +26,12 @@ def register(subparsers):
     train.add_argument("--lr", type=positive_float, default=1e-3, help="peak learning rate")
     train.add_argument("--weight-decay", type=non_negative_float, default=0.05)
     train.add_argument("--warmup", type=fraction, default=0.1, help="fraction of the steps spent warming up, in [0, 1)")
-    train.add_argument("--image-size", type=int, default=None, help="resize images to this side")
+    train.add_argument(
+        "--image-size",
+        type=positive_int,
+        default=None,
+        help="resize images to this side; with --model-file, the model is rebuilt for it (position tables resampled)",
+    )
     train.add_argument("--channels", type=int, choices=(1, 3), default=None)
     train.add_argument("--augment", action="store_true", help="random crop and flip")
     train.add_argument("--validation-split", type=float, default=0.1)
@@ -40,7 +45,52 @@ def register(subparsers):
     )
     train.add_argument("--json", action="store_true", help="print the final metrics as JSON")
     train.add_argument("--quiet", action="store_true", help="no per-epoch progress")
+    speed = train.add_argument_group(
+        "speed and devices", "The defaults are the fastest measured settings for the backend and device."
+    )
+    jit = speed.add_mutually_exclusive_group()
+    jit.add_argument(
+        "--jit-compile",
+        type=_choice_of("auto", "true", "false"),
+        default="auto",
+        help="XLA-compile the training step: auto (on with TensorFlow and JAX, off with PyTorch), true or false",
+    )
+    jit.add_argument("--no-jit", dest="jit_compile", action="store_const", const="false", help="--jit-compile false")
+    speed.add_argument(
+        "--steps-per-execution",
+        type=_auto_or_positive_int,
+        default="auto",
+        help="optimizer steps per call of the compiled step: auto (1 on CPU, 32 on a GPU) or an integer >= 1",
+    )
+    speed.add_argument(
+        "--mixed-precision",
+        type=_choice_of("auto", "on", "off"),
+        default="auto",
+        help="bfloat16/float16 compute with a float32 head: auto (on with a GPU), on or off",
+    )
+    speed.add_argument(
+        "--distribute",
+        choices=("mirrored", "multi-worker", "data-parallel"),
+        default=None,
+        help="train on several devices: mirrored (tf.distribute.MirroredStrategy over the local GPUs; "
+        "keras.distribution.DataParallel on JAX), multi-worker (one process per machine, cluster in TF_CONFIG "
+        "on TensorFlow, KERAS_DISTRIBUTION_* on JAX), data-parallel (JAX's local devices)",
+    )
     train.set_defaults(func=run_train)
+
+
+def _choice_of(*choices):
+    def parse(text):
+        if text.lower() not in choices:
+            raise argparse.ArgumentTypeError(f"must be one of {', '.join(choices)}. Received: {text!r}")
+        return text.lower()
+
+    return parse
+
+
+def _auto_or_positive_int(text):
+    """argparse type: "auto" or an int >= 1."""
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def _finite(text):
@@ -120,6 +170,10 @@ def run_train(args):
         overrides=parse_overrides(args.set),
         seed=args.seed,
         verbose=0 if args.quiet else "auto",
+        jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
+        steps_per_execution=args.steps_per_execution,
+        mixed_precision={"auto": "auto", "on": True, "off": False}[args.mixed_precision],
+        distribute=args.distribute,
     )
     report = {"model_path": result["model_path"], **(result["metrics"] or {})}
     if args.json:

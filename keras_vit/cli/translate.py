@@ -7,7 +7,15 @@ keras-vit translate evaluate --model-file de_en.keras --source test.de --target 
 `translate train` keeps its resumable state (weights, optimizer, tokenizer)
 in OUT's name with `.backup` for `.keras` (de_en.backup/): rerun the same
 command after an interruption and it continues at the next epoch; the folder
-is removed once OUT is written. Every file is written atomically.
+is removed once OUT is written. Every file is written atomically. Beside
+OUT it writes OUT's name with `.history.csv` (one row per epoch: loss,
+token accuracy, their validation values) and `.curves.png` (those curves).
+
+Each command shows what it does: status lines, Keras' progress bar within
+each training epoch, a progress bar over the sentences while translating (on
+stderr, so stdout carries only the translations). `--quiet` silences them.
+`translate evaluate` prints sacreBLEU's line with its full signature, then
+the brevity penalty and the hypothesis/reference length ratio.
 
 Memory is bounded: sources longer than --max-source-tokens subword tokens are
 truncated to them, with a warning on stderr naming the line; no output is
@@ -153,8 +161,18 @@ def backup_dir_of(out):
     return os.path.splitext(out)[0] + ".backup"
 
 
+def _quiet(args):
+    return bool(getattr(args, "quiet", False))
+
+
+def _say(args, text):
+    if not _quiet(args):
+        print(f"[keras-vit translate] {text}", file=sys.stderr, flush=True)
+
+
 def run_train(args):
     from keras_vit.translation import load_parallel_text, load_tfds_translation, train_translator
+    from keras_vit.translation.translator import history_paths
 
     if not args.out.endswith(".keras"):
         raise ValueError(f"`--out` must end in .keras. Received: --out {args.out!r}")
@@ -169,6 +187,8 @@ def run_train(args):
             val = load_parallel_text(args.val_source, args.val_target)
     else:
         raise ValueError("give --source and --target files, or --tfds NAME")
+    _say(args, f"{len(train[0]):,} training pairs" + (f", {len(val[0]):,} validation pairs" if val else ""))
+    history_file, curves_file = history_paths(args.out)
     overrides = {
         k: getattr(args, k)
         for k in ("num_layers", "hidden_dim", "num_heads", "mlp_dim", "dropout")
@@ -186,12 +206,15 @@ def run_train(args):
         time_limit=args.minutes * 60 if args.minutes else None,
         checkpoint=args.out,
         backup_dir=backup_dir_of(args.out),
-        verbose=2,
+        history_file=history_file,
+        verbose=0 if _quiet(args) else 1,
         variant=args.variant,
         norm_first=args.norm_first,
         **overrides,
     )
     print(f"saved {args.out} ({model.count_params():,} parameters, {len(history.history.get('loss', []))} epochs)")
+    if os.path.isfile(history_file):
+        print(f"history: {history_file}, curves: {curves_file}")
     return 0
 
 
@@ -200,9 +223,11 @@ def run_translate(args):
 
     kwargs = _decoding_kwargs(args)
     lines = _read_lines(args.input)
+    _say(args, f"loading {args.model_file}")
     model = _load(args.model_file)
+    _say(args, f"translating {len(lines):,} lines (beam {args.beam_size})")
     with _warnings_to_stderr():
-        outputs = translate(model, lines, **kwargs) if lines else []
+        outputs = translate(model, lines, verbose=0 if _quiet(args) else 1, **kwargs) if lines else []
     text = "".join(line + "\n" for line in outputs)
     if args.output == "-":
         sys.stdout.write(text)
@@ -213,15 +238,18 @@ def run_translate(args):
 
 
 def run_evaluate(args):
-    from keras_vit.translation import evaluate_bleu, load_parallel_text
+    from keras_vit.translation import evaluate_bleu, length_ratio, load_parallel_text
 
     kwargs = _decoding_kwargs(args)
+    _say(args, f"loading {args.model_file}")
     model = _load(args.model_file)
     sources, references = load_parallel_text(args.source, args.target)
+    _say(args, f"translating {len(sources):,} sentences (beam {args.beam_size}), then scoring them with sacreBLEU")
     with _warnings_to_stderr():
-        score, hypotheses = evaluate_bleu(model, sources, references, **kwargs)
+        score, hypotheses = evaluate_bleu(model, sources, references, verbose=0 if _quiet(args) else 1, **kwargs)
     if args.hypotheses:
         with atomic_write(args.hypotheses) as f:
             f.write("".join(h + "\n" for h in hypotheses))
-    print(score)
+    print(score.format(signature=score.signature))
+    print(f"brevity penalty {score.bp:.3f}, length ratio (hypotheses/references) {length_ratio(score):.3f}")
     return 0

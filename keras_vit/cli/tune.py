@@ -119,7 +119,13 @@ def register(subparsers):
     parser.add_argument("--heartbeat-seconds", type=float, default=5.0)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--run-eagerly", action="store_true", help="no graph compilation (faster for tiny data)")
-    parser.add_argument("--verbose", type=int, default=1)
+    parser.add_argument(
+        "--verbose",
+        type=int,
+        default=1,
+        help="1: each trial's line, hyperparameters and Keras progress bars; 2: one line per epoch; 0 (or --quiet): "
+        "results only",
+    )
     parser.set_defaults(func=run)
 
 
@@ -161,7 +167,7 @@ def run(args):
         lease_seconds=args.lease_seconds,
         heartbeat_seconds=args.heartbeat_seconds,
         seed=args.seed,
-        verbose=args.verbose,
+        verbose=0 if getattr(args, "quiet", False) else args.verbose,
     )
     if result.role == "worker":
         print(f"worker {args.tuner_id or os.environ.get('KERASTUNER_TUNER_ID')}: no trials left")

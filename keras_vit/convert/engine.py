@@ -14,6 +14,7 @@ reports all differences in one `CheckpointError`.
 
 import logging
 import re
+import time
 from typing import Callable, NamedTuple, Union
 
 import numpy as np
@@ -340,9 +341,30 @@ def convert_state_dict(model, state_dict, family, layout="auto", skip_mismatched
     return {p: a for p, a in result.items() if a is not None}
 
 
+class _LazyProgbar:
+    """A Keras progress bar over `total` items that appears only once the work has run `after` seconds,
+    so that a small checkpoint converts silently and a large one shows how far it is."""
+
+    def __init__(self, total, unit_name, after=1.0):
+        self.total, self.unit_name, self.after = total, unit_name, after
+        self.start = time.monotonic()
+        self.bar = None
+
+    def update(self, done):
+        if self.bar is None and time.monotonic() - self.start >= self.after:
+            import keras
+
+            self.bar = keras.utils.Progbar(self.total, unit_name=self.unit_name)
+        if self.bar is not None:
+            self.bar.update(done, finalize=done >= self.total)
+
+
 def assign(model, weights):
-    """Sets every variable of `model` named in `{variable_path: array}`."""
-    for variable in model.weights:
-        if variable.path in weights:
-            variable.assign(np.asarray(weights[variable.path]).astype(variable.dtype))
+    """Sets every variable of `model` named in `{variable_path: array}` (with a progress bar over the tensors
+    when that takes more than a second)."""
+    variables = [v for v in model.weights if v.path in weights]
+    progress = _LazyProgbar(len(variables), "tensor")
+    for done, variable in enumerate(variables, 1):
+        variable.assign(np.asarray(weights[variable.path]).astype(variable.dtype))
+        progress.update(done)
     return model

@@ -2,6 +2,7 @@
 
 from keras_vit.layers.class_token import ClassToken
 from keras_vit.layers.drop_path import DropPath
+from keras_vit.layers.image_preprocessing import ImagePreprocessing
 from keras_vit.layers.layer_scale import LayerScale
 from keras_vit.layers.mlp import MLP
 from keras_vit.layers.multi_head_self_attention import MultiHeadSelfAttention
@@ -40,6 +41,7 @@ __all__ = [
     "TokenPerformer",
     "TokenTransformer",
     "DropPath",
+    "ImagePreprocessing",
     "LayerScale",
     "MLP",
     "MultiHeadSelfAttention",

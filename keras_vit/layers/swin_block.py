@@ -29,6 +29,29 @@ def window_reverse(windows, window_size, height, width):
     return ops.reshape(x, (-1, height, width, channels))
 
 
+def cyclic_shift(x, shift):
+    """`ops.roll(x, shift, axis=(1, 2))` as slices and a concatenation: the cyclic shift of Fig. 4.
+
+    The same permutation, written with operators every converter maps to
+    built-ins (LiteRT has no roll; it would need TensorFlow's select ops).
+    """
+    for axis, s in zip((1, 2), shift):
+        size = x.shape[axis]
+        s = int(s) % size
+        if s:
+            x = ops.concatenate(
+                [_slice_axis(x, axis, size - s, size), _slice_axis(x, axis, 0, size - s)],
+                axis=axis,
+            )
+    return x
+
+
+def _slice_axis(x, axis, start, stop):
+    index = [slice(None)] * len(x.shape)
+    index[axis] = slice(start, stop)
+    return x[tuple(index)]
+
+
 def shifted_window_mask(padded_size, window_size, shift_size):
     """Attention mask of the shifted-window partition (Swin, Sec. 3.2, Fig. 4).
 
@@ -186,7 +209,7 @@ class SwinTransformerBlock(keras.layers.Layer):
         height, width = x.shape[1], x.shape[2]
         shift = self.resolved_shift
         if any(shift):
-            x = ops.roll(x, shift=(-shift[0], -shift[1]), axis=(1, 2))
+            x = cyclic_shift(x, (-shift[0], -shift[1]))
         pad_h, pad_w = self._padded[0] - height, self._padded[1] - width
         if pad_h or pad_w:
             x = ops.pad(x, ((0, 0), (0, pad_h), (0, pad_w), (0, 0)))
@@ -202,7 +225,7 @@ class SwinTransformerBlock(keras.layers.Layer):
         if pad_h or pad_w:
             x = x[:, :height, :width, :]
         if any(shift):
-            x = ops.roll(x, shift=shift, axis=(1, 2))
+            x = cyclic_shift(x, shift)
         return x, scores
 
     def call(self, inputs, return_attention_scores=False, training=None):

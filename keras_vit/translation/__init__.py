@@ -4,7 +4,7 @@
 - `tokenizer`: `SubwordTokenizer`, a shared BPE/WordPiece vocabulary learned from the corpus.
 - `losses`: label-smoothed cross-entropy, masked accuracy, the warm-up schedule, `compile_translator`.
 - `decoding`: greedy and beam-search `generate`, with a key/value cache.
-- `translator`: `train_translator`, `translate`, `bleu`, `evaluate_bleu`.
+- `translator`: `train_translator`, `translate`, `bleu`, `length_ratio`, `evaluate_bleu`.
 """
 
 from keras_vit.translation.data import TokenBatches, load_multi30k, load_parallel_text, load_tfds_translation
@@ -16,7 +16,14 @@ from keras_vit.translation.losses import (
     masked_accuracy,
 )
 from keras_vit.translation.tokenizer import SubwordTokenizer
-from keras_vit.translation.translator import bleu, encode_pairs, evaluate_bleu, train_translator, translate
+from keras_vit.translation.translator import (
+    bleu,
+    encode_pairs,
+    evaluate_bleu,
+    length_ratio,
+    train_translator,
+    translate,
+)
 
 __all__ = [
     "LabelSmoothedCrossEntropy",
@@ -28,6 +35,7 @@ __all__ = [
     "encode_pairs",
     "evaluate_bleu",
     "generate",
+    "length_ratio",
     "load_multi30k",
     "load_parallel_text",
     "load_tfds_translation",

@@ -10,8 +10,13 @@ the same tokens at a cost that grows with the prefix.
 Beam search follows Wu et al. (2016) and Vaswani et al. (2017), Sec. 6.1:
 the `beam_size` best prefixes by log-probability are extended each step;
 hypotheses that emit the end token are set aside with the length-normalised
-score `log P(Y) / lp(Y)`, `lp(Y) = ((5 + |Y|) / 6)^α`; a source is done when
-`beam_size` hypotheses have ended (or at `max_length`).
+score `log P(Y) / lp(Y)`, `lp(Y) = ((5 + |Y|) / 6)^α` (Wu et al., Eq. 14),
+keeping the `beam_size` best of them. A source is done at `max_length`, or
+once no live prefix can still beat the best ended hypothesis: a prefix's
+log-probability only falls as it grows, so its best possible score is its
+log-probability divided by the largest penalty still to come. Stopping as
+soon as `beam_size` hypotheses have ended would instead keep the early,
+short ones and favour short outputs.
 """
 
 import weakref
@@ -134,6 +139,7 @@ def generate(
     end_id=3,
     use_cache=True,
     forbidden_ids=None,
+    step_callback=None,
 ):
     """Translates a batch of token-id sequences with greedy or beam search.
 
@@ -150,6 +156,8 @@ def generate(
         end_id: int, the end-of-sequence token.
         use_cache: bool, incremental decoding with the key/value cache.
         forbidden_ids: ids never generated; defaults to the padding and start ids.
+        step_callback: None or a function of no arguments, called after each
+            decoding step (a progress bar's heartbeat).
 
     Returns:
         int32 NumPy array `(B, T ≤ max_length)` of generated ids (without the
@@ -164,7 +172,7 @@ def generate(
         forbidden_ids = sorted({model.padding_id, start_id})
     forbidden_ids = list(forbidden_ids)
     if beam_size == 1:
-        return _greedy(model, encoder_inputs, max_length, start_id, end_id, use_cache, forbidden_ids)
+        return _greedy(model, encoder_inputs, max_length, start_id, end_id, use_cache, forbidden_ids, step_callback)
     return _beam(
         model,
         encoder_inputs,
@@ -175,10 +183,11 @@ def generate(
         end_id,
         use_cache,
         forbidden_ids,
+        step_callback,
     )
 
 
-def _greedy(model, encoder_inputs, max_length, start_id, end_id, use_cache, forbidden):
+def _greedy(model, encoder_inputs, max_length, start_id, end_id, use_cache, forbidden, step_callback=None):
     batch = encoder_inputs.shape[0]
     decoder = _Decoder(model, encoder_inputs, max_length, 1, use_cache)
     prefix = np.full((batch, 1), start_id, "int32")
@@ -189,60 +198,69 @@ def _greedy(model, encoder_inputs, max_length, start_id, end_id, use_cache, forb
         token = np.where(done, model.padding_id, logits.argmax(-1)).astype("int32")
         prefix = np.concatenate([prefix, token[:, None]], axis=1)
         done |= token == end_id
+        if step_callback:
+            step_callback()
         if done.all():
             break
     return prefix[:, 1:]
 
 
-def _beam(model, encoder_inputs, max_length, k, alpha, start_id, end_id, use_cache, forbidden):
+def _beam(model, encoder_inputs, max_length, k, alpha, start_id, end_id, use_cache, forbidden, step_callback=None):
     batch = encoder_inputs.shape[0]
     decoder = _Decoder(model, encoder_inputs, max_length, k, use_cache)
     prefix = np.full((batch * k, 1), start_id, "int32")
     scores = np.zeros((batch, k))
     scores[:, 1:] = -np.inf  # all beams start equal: keep one so the first step picks k tokens
-    finished = [[] for _ in range(batch)]
+    finished = [[] for _ in range(batch)]  # the k best ended hypotheses: (normalised score, ids)
     done = np.zeros(batch, bool)
 
     def penalty(length):
         return ((5.0 + length) / 6.0) ** alpha
 
+    # lp is monotonic in the length, so its largest value over the lengths still to come is at an end.
+    def largest_penalty(length):
+        return max(penalty(length), penalty(max_length))
+
     for step in range(max_length):
         logp = _log_softmax(decoder.next_logits(prefix))
         logp[:, forbidden] = -np.inf
         vocab = logp.shape[-1]
-        candidates = (scores[:, :, None] + logp.reshape(batch, k, vocab)).reshape(batch, -1)
-        # The 2k best: at most k end, so k continue.
-        top = np.argsort(-candidates, axis=-1, kind="stable")[:, : 2 * k]
-        parents = np.zeros((batch, k), "int64")
-        tokens = np.full((batch, k), end_id, "int32")
-        new_scores = np.full((batch, k), -np.inf)
+        candidates = scores[:, :, None] + logp.reshape(batch, k, vocab)
+        ended = candidates[:, :, end_id].copy()  # each beam may end here
+        candidates[:, :, end_id] = -np.inf
+        flat = candidates.reshape(batch, -1)
+        top = np.argsort(-flat, axis=-1, kind="stable")[:, :k]  # the k best that continue
+        parents, tokens = top // vocab, (top % vocab).astype("int32")
+        new_scores = np.take_along_axis(flat, top, axis=-1)
         last = step == max_length - 1
+        length = step + 1
         for b in range(batch):
             if done[b]:
-                parents[b] = np.arange(k)
+                parents[b], tokens[b] = np.arange(k), end_id
                 continue
-            alive = 0
-            for flat in top[b]:
-                beam, token = divmod(int(flat), vocab)
-                score = candidates[b, flat]
-                if not np.isfinite(score):
-                    break
-                if token == end_id or last:
-                    if len(finished[b]) < k:
-                        seq = list(prefix[b * k + beam, 1:]) + [token]
-                        finished[b].append((score / penalty(len(seq)), seq))
-                    continue
-                if alive < k:
-                    parents[b, alive], tokens[b, alive], new_scores[b, alive] = beam, token, score
-                    alive += 1
-                if alive == k and len(finished[b]) >= k:
-                    break
-            done[b] = len(finished[b]) >= k or alive == 0
+            ends = [(ended[b, j], j, end_id) for j in range(k)]
+            if last:  # at max_length the best continuations end too
+                ends += [(new_scores[b, j], parents[b, j], tokens[b, j]) for j in range(k)]
+            for score, beam, token in ends:
+                if np.isfinite(score):
+                    seq = [int(t) for t in prefix[b * k + beam, 1:]] + [int(token)]
+                    finished[b].append((score / penalty(length), seq))
+            finished[b] = sorted(finished[b], key=lambda x: -x[0])[:k]
+            best_alive = new_scores[b].max()
+            # No continuation can score more than its raw log-probability (which only falls) divided by
+            # the largest penalty still to come: once the best ended score reaches that, it is final.
+            done[b] = (
+                last
+                or not np.isfinite(best_alive)
+                or (bool(finished[b]) and finished[b][0][0] >= best_alive / largest_penalty(length + 1))
+            )
+        if step_callback:
+            step_callback()
         if done.all():
             break
         flat_parents = (parents + np.arange(batch)[:, None] * k).reshape(-1)
         prefix = np.concatenate([prefix[flat_parents], tokens.reshape(-1, 1)], axis=1)
-        scores = new_scores
+        scores = np.where(done[:, None], -np.inf, new_scores)
         decoder.reorder(flat_parents)
-    best = [max(f, key=lambda x: x[0])[1] if f else [end_id] for f in finished]
+    best = [f[0][1] if f else [end_id] for f in finished]
     return _pad(best, model.padding_id)

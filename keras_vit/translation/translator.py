@@ -3,8 +3,11 @@
 BLEU is sacreBLEU's, on detokenized, cased text.
 """
 
+import contextlib
+import csv
 import os
 import shutil
+import sys
 import time
 import warnings
 
@@ -16,6 +19,9 @@ from keras_vit.translation.decoding import generate
 from keras_vit.translation.losses import compile_translator
 from keras_vit.translation.tokenizer import SubwordTokenizer
 from keras_vit.utils import atomic_write, save_model_atomic, save_weights_atomic
+
+HISTORY_SUFFIX = ".history.csv"
+CURVES_SUFFIX = ".curves.png"
 
 
 def encode_pairs(tokenizer, sources, targets, max_tokens=None, target_tokenizer=None):
@@ -54,6 +60,7 @@ def translate(
     use_cache=True,
     max_source_tokens=MAX_SOURCE_TOKENS,
     max_output_tokens=MAX_OUTPUT_TOKENS,
+    verbose=0,
 ):
     """Translates a list of sentences with a translator that carries its tokenizers.
 
@@ -72,6 +79,8 @@ def translate(
         batch_size: int, the most sentences decoded together.
         max_source_tokens: int, longer sources are truncated (with a warning).
         max_output_tokens: int, the cap on `max_length`.
+        verbose: 0 (silent) or 1, a `keras.utils.Progbar` over the sentences
+            on stderr, redrawn during each batch's decoding too.
 
     Returns:
         list of str, detokenized.
@@ -96,6 +105,7 @@ def translate(
             ids[i] = row[: max_source_tokens - 1] + [row[-1]]
     order = np.argsort([len(x) for x in ids], kind="stable")
     outputs = [None] * len(ids)
+    progress = _Progress(len(ids), "sentence") if verbose else None
     start = 0
     while start < len(ids):
         # Sources are sorted by length, so the window's last row is its longest.
@@ -116,17 +126,52 @@ def translate(
             start_id=target_tok.bos_id,
             end_id=target_tok.eos_id,
             use_cache=use_cache,
+            step_callback=(lambda done=start - len(rows): progress.update(done)) if progress else None,
         )
         for i, row in zip(rows, out):
             outputs[i] = target_tok.decode(list(row))
+        if progress:
+            progress.update(start)
     return outputs
 
 
-def bleu(hypotheses, references):
-    """Corpus BLEU of sacreBLEU (13a tokenization, cased) on detokenized text."""
-    import sacrebleu
+class _Progress:
+    """`keras.utils.Progbar` on stderr (stdout may carry the translations); a new line every 5 s
+    where stderr is no terminal, rather than one every 50 ms."""
 
-    return sacrebleu.corpus_bleu(list(hypotheses), [list(references)])
+    def __init__(self, target, unit_name):
+        tty = hasattr(sys.stderr, "isatty") and sys.stderr.isatty()
+        self.bar = keras.utils.Progbar(target, interval=0.5 if tty else 5.0, unit_name=unit_name)
+        self.target = target
+        self.update(0)
+
+    def update(self, current):
+        with contextlib.redirect_stdout(sys.stderr):
+            self.bar.update(current, finalize=current >= self.target)
+            if current >= self.target:
+                sys.stderr.flush()
+
+
+def bleu(hypotheses, references):
+    """Corpus BLEU of sacreBLEU (13a tokenization, cased) on detokenized text.
+
+    Returns:
+        a `sacrebleu.metrics.bleu.BLEUScore` (`.score`, `.bp`, `.sys_len`,
+        `.ref_len`), with `.signature` set to sacreBLEU's signature string
+        (`nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:...`);
+        `score.format(signature=score.signature)` is the line to report.
+    """
+    from sacrebleu.metrics import BLEU
+
+    metric = BLEU()
+    score = metric.corpus_score(list(hypotheses), [list(references)])
+    score.signature = str(metric.get_signature())
+    return score
+
+
+def length_ratio(score):
+    """Hypothesis/reference length ratio of a `bleu` score (the `ratio` of its line)."""
+    return score.sys_len / score.ref_len if score.ref_len else float("nan")
 
 
 def evaluate_bleu(model, sources, references, **translate_kwargs):
@@ -177,6 +222,86 @@ class _EpochBackup(keras.callbacks.Callback):
             save_model_atomic(self.model, self.checkpoint)
 
 
+@contextlib.contextmanager
+def _status(text, verbose, every=8.0):
+    """`text...` on stdout, repeated with the seconds elapsed every `every` s until the block ends."""
+    if not verbose:
+        yield
+        return
+    import threading
+
+    start = time.monotonic()
+    print(f"{text}...", flush=True)
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(every):
+            print(f"{text}... ({time.monotonic() - start:.0f} s)", flush=True)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+
+
+class _CompileNotice(keras.callbacks.Callback):
+    """A line before the first training step, whose graph tracing can take a minute, kept alive till it ends."""
+
+    def on_train_begin(self, logs=None):
+        self._status = _status("compiling the training step", 1)
+        self._status.__enter__()
+
+    def _done(self):
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+            self._status = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done()
+
+    def on_train_end(self, logs=None):
+        self._done()
+
+
+def history_paths(model_path):
+    """`(history.csv, curves.png)` paths that `keras-vit translate train` writes beside `model_path`."""
+    stem = os.path.splitext(os.fspath(model_path))[0]
+    return stem + HISTORY_SUFFIX, stem + CURVES_SUFFIX
+
+
+class _History(keras.callbacks.Callback):
+    """One CSV row per epoch and its learning-curve figure, both rewritten atomically after each epoch."""
+
+    def __init__(self, path, initial_epoch=0):
+        super().__init__()
+        self.path = os.fspath(path)
+        self.curves = os.path.splitext(self.path)[0] + ".png"
+        if self.path.endswith(HISTORY_SUFFIX):
+            self.curves = self.path[: -len(HISTORY_SUFFIX)] + CURVES_SUFFIX
+        self.rows = []
+        if initial_epoch and os.path.isfile(self.path):
+            try:
+                with open(self.path, newline="", encoding="utf-8") as f:
+                    self.rows = [row for row in csv.DictReader(f) if int(row["epoch"]) < initial_epoch]
+            except (ValueError, KeyError, TypeError, csv.Error):
+                self.rows = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        from keras_vit.curves import write_curves
+
+        row = {"epoch": epoch, **{key: float(value) for key, value in (logs or {}).items()}}
+        self.rows = [r for r in self.rows if int(r["epoch"]) < epoch] + [row]
+        keys = ["epoch"] + sorted({key for r in self.rows for key in r} - {"epoch"})
+        with atomic_write(self.path, newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, restval="")
+            writer.writeheader()
+            writer.writerows(self.rows)
+        write_curves(self.rows, self.curves)
+
+
 def _restore(model, backup_dir):
     """Loads the newest readable epoch backup into `model`; returns its epoch (0 if none).
 
@@ -211,6 +336,8 @@ def train_translator(
     tokenizer=None,
     verbose=1,
     backup_dir=None,
+    callbacks=None,
+    history_file=None,
     **model_kwargs,
 ):
     """Learns a shared BPE vocabulary, builds a Transformer and trains it.
@@ -234,6 +361,14 @@ def train_translator(
             epoch and at the end (the whole translator, tokenizer included).
         tokenizer: a `SubwordTokenizer` to use instead of training one.
         backup_dir: folder of the resumable state, or None (no resuming).
+        callbacks: list of further `keras.callbacks.Callback` for `fit`.
+        history_file: path of a CSV written after each epoch (one row per
+            epoch: loss, metrics, validation), with the learning curves
+            (`keras_vit.curves`) beside it in the same name with `.png`
+            for `.csv`. A resumed run keeps the rows of the epochs it does
+            not redo.
+        verbose: 0 silent; 1 status lines and Keras' progress bar; 2 one
+            line per epoch.
         **model_kwargs: `keras_vit.applications.Transformer` arguments
             (`variant`, `num_layers`, `hidden_dim`, ...).
 
@@ -249,7 +384,8 @@ def train_translator(
     if tokenizer is None and backup_tokenizer and os.path.isfile(backup_tokenizer):
         tokenizer = SubwordTokenizer.load(backup_tokenizer)  # the resumed weights index this vocabulary
     if tokenizer is None:
-        tokenizer = SubwordTokenizer.train(list(sources) + list(targets), vocabulary_size)
+        with _status(f"learning a {vocabulary_size:,}-token vocabulary from {2 * len(sources):,} sentences", verbose):
+            tokenizer = SubwordTokenizer.train(list(sources) + list(targets), vocabulary_size)
     if backup_tokenizer:
         with atomic_write(backup_tokenizer) as f:
             f.write(tokenizer.to_json())
@@ -265,7 +401,17 @@ def train_translator(
     initial_epoch = _restore(model, backup_dir) if backup_dir else 0
     if initial_epoch and verbose:
         print(f"Resuming from {backup_dir!r} after epoch {initial_epoch}/{epochs}")
-    callbacks = [_TimeLimit(time_limit, start), _EpochBackup(backup_dir, checkpoint)]
+    # The history row of an epoch is written before its backup: a kill in between redoes that epoch,
+    # whose row the resumed run then replaces.
+    history_writer = [_History(history_file, initial_epoch)] if history_file else []
+    callbacks = [
+        _TimeLimit(time_limit, start),
+        *history_writer,
+        _EpochBackup(backup_dir, checkpoint),
+        *(callbacks or []),
+    ]
+    if verbose and initial_epoch < epochs:
+        callbacks.append(_CompileNotice())
     history = model.fit(
         train.for_fit(),
         validation_data=val and val.for_fit(),
