@@ -67,6 +67,7 @@ from keras_vit.utils import (
     remove_temporary_files,
     save_model_atomic,
     save_weights_atomic,
+    status_lines,
     write_json_atomic,
 )
 
@@ -489,7 +490,14 @@ def compile_model(
 
 
 class CompileNotice(keras.callbacks.Callback):
-    """Says, before the first training step, that the step is being compiled (and how): it can take a while."""
+    """Says, before the first training step, that the step is being compiled (and how): it can take a while.
+
+    The line is repeated with the seconds elapsed every 8 s until the first step ends.
+    """
+
+    def __init__(self):
+        super().__init__()
+        self._status = None
 
     def on_train_begin(self, logs=None):
         model = self.model
@@ -500,7 +508,19 @@ class CompileNotice(keras.callbacks.Callback):
             return  # eager: nothing to compile
         how = ("torch.compile" if backend == "torch" else "XLA") if model.jit_compile else "tf.function graph"
         per_call = f", {model.steps_per_execution} steps per call" if model.steps_per_execution > 1 else ""
-        print(f"Compiling the training step ({backend}, {how}{per_call})…", flush=True)
+        self._status = status_lines(f"Compiling the training step ({backend}, {how}{per_call})", True)
+        self._status.__enter__()
+
+    def _done(self):
+        if self._status is not None:
+            self._status.__exit__(None, None, None)
+            self._status = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        self._done()
+
+    def on_train_end(self, logs=None):
+        self._done()
 
 
 def steps_per_epoch(bundle):

@@ -16,6 +16,7 @@ import math
 import os
 import socket
 import tempfile
+import threading
 import time
 
 TEMPORARY_PREFIX = ".tmp-"
@@ -230,3 +231,26 @@ def folder_lock(folder, purpose="a run"):
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.remove(path)
+
+
+@contextlib.contextmanager
+def status_lines(text, verbose, every=8.0):
+    """`text...` on stdout, repeated with the seconds elapsed every `every` s until the block ends."""
+    if not verbose:
+        yield
+        return
+    start = time.monotonic()
+    print(f"{text}...", flush=True)
+    stop = threading.Event()
+
+    def beat():
+        while not stop.wait(every):
+            print(f"{text}... ({time.monotonic() - start:.0f} s)", flush=True)
+
+    thread = threading.Thread(target=beat, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()

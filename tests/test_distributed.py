@@ -222,7 +222,7 @@ def test_the_compiled_step_is_announced_unless_quiet(tmp_path, capsys):
     expected = {"tensorflow": "tf.function graph"}.get(keras.backend.backend())
     if expected:
         # --no-jit: TensorFlow still compiles a graph (without XLA); JAX and PyTorch run eagerly.
-        assert f"Compiling the training step ({keras.backend.backend()}, {expected})…" in shown
+        assert f"Compiling the training step ({keras.backend.backend()}, {expected})..." in shown
         assert shown.index("Compiling the training step") < shown.index("Saved ")
     assert main([*common, "--out", str(tmp_path / "b"), "--quiet"]) == 0
     assert "Compiling" not in capsys.readouterr().out

@@ -267,3 +267,21 @@ def test_cli_train_flags_reach_the_optimizer(tmp_path):
     # 32 images in batches of 8 for 2 epochs: 8 steps, a quarter of them warming up.
     assert schedule["warmup_steps"] == 2 and schedule["decay_steps"] == 6
     assert schedule["warmup_target"] == pytest.approx(2e-3) and schedule["initial_learning_rate"] == 0.0
+
+
+def test_status_lines_repeat_until_the_block_ends(capsys):
+    import re
+    import time
+
+    from keras_vit.utils import status_lines
+
+    with status_lines("compiling", True, every=0.05):
+        time.sleep(0.35)
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "compiling..."
+    assert len(lines) >= 3 and all(re.fullmatch(r"compiling\.\.\. \(\d+ s\)", line) for line in lines[1:])
+    time.sleep(0.2)
+    assert capsys.readouterr().out == ""  # the thread ended with the block
+    with status_lines("compiling", False, every=0.05):
+        time.sleep(0.15)
+    assert capsys.readouterr().out == ""

@@ -18,7 +18,7 @@ from keras_vit.translation.data import TokenBatches, pad_sequences
 from keras_vit.translation.decoding import generate
 from keras_vit.translation.losses import compile_translator
 from keras_vit.translation.tokenizer import SubwordTokenizer
-from keras_vit.utils import atomic_write, save_model_atomic, save_weights_atomic
+from keras_vit.utils import atomic_write, save_model_atomic, save_weights_atomic, status_lines
 
 HISTORY_SUFFIX = ".history.csv"
 CURVES_SUFFIX = ".curves.png"
@@ -222,36 +222,11 @@ class _EpochBackup(keras.callbacks.Callback):
             save_model_atomic(self.model, self.checkpoint)
 
 
-@contextlib.contextmanager
-def _status(text, verbose, every=8.0):
-    """`text...` on stdout, repeated with the seconds elapsed every `every` s until the block ends."""
-    if not verbose:
-        yield
-        return
-    import threading
-
-    start = time.monotonic()
-    print(f"{text}...", flush=True)
-    stop = threading.Event()
-
-    def beat():
-        while not stop.wait(every):
-            print(f"{text}... ({time.monotonic() - start:.0f} s)", flush=True)
-
-    thread = threading.Thread(target=beat, daemon=True)
-    thread.start()
-    try:
-        yield
-    finally:
-        stop.set()
-        thread.join()
-
-
 class _CompileNotice(keras.callbacks.Callback):
     """A line before the first training step, whose graph tracing can take a minute, kept alive till it ends."""
 
     def on_train_begin(self, logs=None):
-        self._status = _status("compiling the training step", 1)
+        self._status = status_lines("compiling the training step", 1)
         self._status.__enter__()
 
     def _done(self):
@@ -384,7 +359,9 @@ def train_translator(
     if tokenizer is None and backup_tokenizer and os.path.isfile(backup_tokenizer):
         tokenizer = SubwordTokenizer.load(backup_tokenizer)  # the resumed weights index this vocabulary
     if tokenizer is None:
-        with _status(f"learning a {vocabulary_size:,}-token vocabulary from {2 * len(sources):,} sentences", verbose):
+        with status_lines(
+            f"learning a {vocabulary_size:,}-token vocabulary from {2 * len(sources):,} sentences", verbose
+        ):
             tokenizer = SubwordTokenizer.train(list(sources) + list(targets), vocabulary_size)
     if backup_tokenizer:
         with atomic_write(backup_tokenizer) as f:
