@@ -6,7 +6,7 @@ import keras
 from keras import ops
 
 from keras_vit.applications.registry import register_model
-from keras_vit.layers.positional_encoding import sinusoidal_encoding
+from keras_vit.layers.positional_encoding import sinusoidal_encoding_at
 from keras_vit.layers.token_embedding import TokenEmbedding
 from keras_vit.layers.transformer_block import TransformerBlock
 from keras_vit.layers.transformer_decoder_block import TransformerDecoderBlock
@@ -157,13 +157,8 @@ class Seq2SeqTransformer(keras.Model):
 
     def _embed(self, embedding, tokens, offset=0, training=None):
         x = embedding(tokens)
-        length = ops.shape(tokens)[1]
-        pe = sinusoidal_encoding(offset + length, self.hidden_dim, self.max_wavelength, x.dtype)
-        x = (
-            x + pe[None, offset:]
-            if isinstance(offset, int)
-            else x + ops.take(pe, offset + ops.arange(length), axis=0)[None]
-        )
+        positions = offset + ops.arange(ops.shape(tokens)[1])
+        x = x + sinusoidal_encoding_at(positions, self.hidden_dim, self.max_wavelength, x.dtype)[None]
         return self.embedding_dropout(x, training=training)
 
     def encode(self, encoder_inputs, training=None, return_attention_scores=False):

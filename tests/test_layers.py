@@ -19,6 +19,7 @@ from keras_vit.layers import (
     resample_position_embedding,
     sinusoidal_encoding,
     sinusoidal_encoding_2d,
+    sinusoidal_encoding_at,
 )
 
 pytestmark = pytest.mark.backends
@@ -398,3 +399,9 @@ def test_layers_save_and_load_in_a_model(tmp_path):
     model.save(path)
     loaded = keras.models.load_model(path)
     np.testing.assert_allclose(ops.convert_to_numpy(loaded(data)), ops.convert_to_numpy(model(data)), atol=1e-6)
+
+
+def test_sinusoidal_encoding_at_offset_positions_equals_the_table_rows():
+    table = ops.convert_to_numpy(sinusoidal_encoding(12, 8))
+    rows = ops.convert_to_numpy(sinusoidal_encoding_at(ops.arange(4) + 7, 8))
+    np.testing.assert_allclose(rows, table[7:11], atol=1e-6)

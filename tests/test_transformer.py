@@ -24,6 +24,8 @@ from keras_vit.translation import (
 from keras_vit.translation.decoding import generate
 from keras_vit.translation.tokenizer import SubwordTokenizer
 
+pytestmark = pytest.mark.backends
+
 TINY = dict(num_layers=2, hidden_dim=32, num_heads=4, mlp_dim=64, dropout=0.0)
 
 
@@ -440,5 +442,7 @@ def test_beam_search_keeps_searching_after_beam_size_hypotheses_ended(alpha):
     )
     for row, best in zip(out, expected):
         assert list(row[: len(best)]) == best and not row[len(best) :].any()
-    if alpha == 1.0:  # the cases early stopping gets wrong, one of them ending before max_length
+    if alpha == 1.0 and keras.backend.backend() == "tensorflow":
+        # The cases early stopping gets wrong, one of them ending before max_length (with TensorFlow's
+        # initial weights for this seed; the other backends draw other weights from it).
         assert [len(best) for best in expected] == [8, 3, 8]

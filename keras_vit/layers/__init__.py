@@ -14,6 +14,7 @@ from keras_vit.layers.positional_encoding import (
     PositionalEncoding,
     sinusoidal_encoding,
     sinusoidal_encoding_2d,
+    sinusoidal_encoding_at,
 )
 from keras_vit.layers.re_attention import ReAttention
 from keras_vit.layers.re_attention_block import ReAttentionBlock
@@ -55,6 +56,7 @@ __all__ = [
     "resample_position_embedding",
     "sinusoidal_encoding",
     "sinusoidal_encoding_2d",
+    "sinusoidal_encoding_at",
     "WindowAttention",
     "relative_position_index",
     "SwinTransformerBlock",

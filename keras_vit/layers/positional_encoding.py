@@ -21,9 +21,18 @@ def sinusoidal_encoding(length, dim, max_wavelength=10000.0, dtype="float32"):
     Returns:
         A `(length, dim)` tensor.
     """
+    return sinusoidal_encoding_at(ops.arange(length), dim, max_wavelength, dtype)
+
+
+def sinusoidal_encoding_at(positions, dim, max_wavelength=10000.0, dtype="float32"):
+    """`sinusoidal_encoding` at the integer `positions` (a 1-D tensor), as a `(len(positions), dim)` tensor.
+
+    Positions that start at a traced offset (a cached decoder's step inside a
+    compiled loop) need no `arange` of a traced length.
+    """
     if dim % 2:
         raise ValueError(f"`dim` must be even for sinusoidal encodings. Received: dim={dim}")
-    position = ops.cast(ops.arange(length), "float32")[:, None]
+    position = ops.cast(positions, "float32")[:, None]
     two_i = ops.cast(ops.arange(0, dim, 2), "float32")
     inv_freq = ops.exp(-math.log(max_wavelength) * two_i / dim)
     angles = position * inv_freq[None, :]
