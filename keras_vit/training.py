@@ -489,27 +489,24 @@ def compile_model(
     return model
 
 
-class CompileNotice(keras.callbacks.Callback):
-    """Says, before the first training step, that the step is being compiled (and how): it can take a while.
+class StatusUntilFirstStep(keras.callbacks.Callback):
+    """`text...` when training begins, repeated with the seconds elapsed every 8 s until the first step ends
+    (`keras_vit.utils.status_lines`): the first step traces, and maybe compiles, the graph."""
 
-    The line is repeated with the seconds elapsed every 8 s until the first step ends.
-    """
-
-    def __init__(self):
+    def __init__(self, text=None):
         super().__init__()
+        self.text = text
         self._status = None
 
+    def status_text(self):
+        """The line to show, or None for none."""
+        return self.text
+
     def on_train_begin(self, logs=None):
-        model = self.model
-        if model.run_eagerly:
-            return
-        backend = keras.backend.backend()
-        if not model.jit_compile and backend != "tensorflow":
-            return  # eager: nothing to compile
-        how = ("torch.compile" if backend == "torch" else "XLA") if model.jit_compile else "tf.function graph"
-        per_call = f", {model.steps_per_execution} steps per call" if model.steps_per_execution > 1 else ""
-        self._status = status_lines(f"Compiling the training step ({backend}, {how}{per_call})", True)
-        self._status.__enter__()
+        text = self.status_text()
+        if text:
+            self._status = status_lines(text, True)
+            self._status.__enter__()
 
     def _done(self):
         if self._status is not None:
@@ -521,6 +518,21 @@ class CompileNotice(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._done()
+
+
+class CompileNotice(StatusUntilFirstStep):
+    """Says, before the first training step, that the step is being compiled (and how): it can take a while."""
+
+    def status_text(self):
+        model = self.model
+        if model.run_eagerly:
+            return None
+        backend = keras.backend.backend()
+        if not model.jit_compile and backend != "tensorflow":
+            return None  # eager: nothing to compile
+        how = ("torch.compile" if backend == "torch" else "XLA") if model.jit_compile else "tf.function graph"
+        per_call = f", {model.steps_per_execution} steps per call" if model.steps_per_execution > 1 else ""
+        return f"Compiling the training step ({backend}, {how}{per_call})"
 
 
 def steps_per_epoch(bundle):

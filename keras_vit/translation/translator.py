@@ -14,6 +14,7 @@ import warnings
 import keras
 import numpy as np
 
+from keras_vit.training import StatusUntilFirstStep
 from keras_vit.translation.data import TokenBatches, pad_sequences
 from keras_vit.translation.decoding import generate
 from keras_vit.translation.losses import compile_translator
@@ -222,25 +223,6 @@ class _EpochBackup(keras.callbacks.Callback):
             save_model_atomic(self.model, self.checkpoint)
 
 
-class _CompileNotice(keras.callbacks.Callback):
-    """A line before the first training step, whose graph tracing can take a minute, kept alive till it ends."""
-
-    def on_train_begin(self, logs=None):
-        self._status = status_lines("compiling the training step", 1)
-        self._status.__enter__()
-
-    def _done(self):
-        if self._status is not None:
-            self._status.__exit__(None, None, None)
-            self._status = None
-
-    def on_train_batch_end(self, batch, logs=None):
-        self._done()
-
-    def on_train_end(self, logs=None):
-        self._done()
-
-
 def history_paths(model_path):
     """`(history.csv, curves.png)` paths that `keras-vit translate train` writes beside `model_path`."""
     stem = os.path.splitext(os.fspath(model_path))[0]
@@ -388,7 +370,7 @@ def train_translator(
         *(callbacks or []),
     ]
     if verbose and initial_epoch < epochs:
-        callbacks.append(_CompileNotice())
+        callbacks.append(StatusUntilFirstStep("compiling the training step"))
     history = model.fit(
         train.for_fit(),
         validation_data=val and val.for_fit(),
