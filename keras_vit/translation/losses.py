@@ -102,13 +102,15 @@ class TransformerSchedule(keras.optimizers.schedules.LearningRateSchedule):
         return {"hidden_dim": self.hidden_dim, "warmup_steps": self.warmup_steps, "scale": self.scale}
 
 
-def compile_translator(model, warmup_steps=4000, learning_rate_scale=1.0, label_smoothing=0.1):
+def compile_translator(model, warmup_steps=4000, learning_rate_scale=1.0, label_smoothing=0.1, jit_compile="auto"):
     """Compiles `model` as in the paper: Adam(β1=0.9, β2=0.98, ε=1e-9), the
-    warm-up schedule and the label-smoothed loss."""
+    warm-up schedule and the label-smoothed loss. `jit_compile` is passed to
+    Keras ("auto": Keras' choice)."""
     schedule = TransformerSchedule(model.hidden_dim, warmup_steps, learning_rate_scale)
     model.compile(
         optimizer=keras.optimizers.Adam(schedule, beta_1=0.9, beta_2=0.98, epsilon=1e-9),
         loss=LabelSmoothedCrossEntropy(label_smoothing, padding_id=model.padding_id),
         metrics=[masked_accuracy],
+        jit_compile=jit_compile,
     )
     return model
