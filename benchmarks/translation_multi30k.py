@@ -40,7 +40,9 @@ def main(argv=None):
     p.add_argument("--warmup-steps", type=int, default=500)
     p.add_argument("--learning-rate-scale", type=float, default=0.5)
     p.add_argument("--beam-size", type=int, default=4)
-    p.add_argument("--alpha-grid", default="0.6,1.0,1.4,1.8,2.2", help="length penalties α tried on val (comma-separated)")
+    p.add_argument(
+        "--alpha-grid", default="0.6,1.0,1.4,1.8,2.2", help="length penalties α tried on val (comma-separated)"
+    )
     p.add_argument("--val-sentences", type=int, default=400, help="val sentences that choose α (0: all 1,014)")
     p.add_argument("--average-max", type=int, default=5, help="average of the last N ≤ this epoch checkpoints")
     p.add_argument("--checkpoint", default="multi30k_translator.keras")

@@ -1,9 +1,11 @@
+import json
 import os
 import re
 import signal
 import subprocess
 import sys
 import time
+import zipfile
 
 import numpy as np
 from conftest import keras_vit_cli
@@ -42,9 +44,14 @@ def test_translate_train_run_evaluate_in_fresh_processes(tmp_path):
         ["translate", "train", "--source", src, "--target", tgt, "--val-source", src, "--val-target", tgt]
         + ["--out", model, "--vocabulary-size", "60", "--num-layers", "1", "--hidden-dim", "16", "--num-heads", "2"]
         + ["--mlp-dim", "32", "--epochs", "2", "--tokens-per-batch", "512", "--warmup-steps", "10"]
+        + ["--jit-compile", "true"]
     )
     assert code == 0, err[-3000:]
     assert "saved" in out
+    # --jit-compile true reaches `compile` (the XLA step on fixed-shape batches; "auto" leaves a model this
+    # small uncompiled).
+    with zipfile.ZipFile(model) as archive:
+        assert json.loads(archive.read("config.json"))["compile_config"]["jit_compile"] is True
     _check_alive(lines, end, "translate train")
     assert "compiling the training step..." in out
     plain = re.sub(r"\x1b\[[0-9;]*m", "", out)  # the bar's colours

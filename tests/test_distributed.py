@@ -177,39 +177,13 @@ def test_bad_speed_and_distribution_flags_are_refused_naming_them(tmp_path, caps
 def test_multi_worker_on_tensorflow_says_what_is_missing_or_why_not(tmp_path, capsys, monkeypatch):
     monkeypatch.delenv("TF_CONFIG", raising=False)
     data = _npz(tmp_path / "data.npz")
-    code = main(
-        [
-            "train",
-            "--model",
-            MODEL,
-            "--data",
-            data,
-            "--out",
-            str(tmp_path / "run"),
-            "--distribute",
-            "multi-worker",
-            *TINY,
-        ]
-    )
-    assert code == 2
+    command = ["train", "--model", MODEL, "--data", data, "--out", str(tmp_path / "run"), *TINY]
+    command += ["--distribute", "multi-worker"]
+    assert main(command) == 2
     assert "reads the cluster from the TF_CONFIG environment variable" in capsys.readouterr().err
     # With a cluster: refused before any work, naming the Keras failure and the way that works.
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["127.0.0.1:1"]}, "task": {"type": "worker", "index": 0}}')
-    code = main(
-        [
-            "train",
-            "--model",
-            MODEL,
-            "--data",
-            data,
-            "--out",
-            str(tmp_path / "run"),
-            "--distribute",
-            "multi-worker",
-            *TINY,
-        ]
-    )
-    assert code == 2
+    assert main(command) == 2
     assert "cannot `fit` under tf.distribute.MultiWorkerMirroredStrategy" in capsys.readouterr().err
     assert not (tmp_path / "run" / "model.keras").exists()
 

@@ -37,8 +37,15 @@ EXAMPLES = {
         [r"z0 = \[x_class; x_p\^1 E; \.\.\.; x_p\^N E\] \+ E_pos: \(65, 64\)", r"mean attention distance"],
     ),
     "small_data_experiments": (
-        ["small_data_claims.png", "small_data_goal_curve.png"],
-        [r"claim 1, patch 4 beats patch 8: ", r"claim 3b, the gap closes", r"goal \(0\.2 min\): "],
+        ["small_data_claims.png"],
+        [r"claim 1, patch 4 beats patch 8: ", r"claim 3b, the gap closes"],
+    ),
+    "cifar10_in_an_hour": (
+        ["cifar10_in_an_hour.png"],
+        [
+            r"img/s\), [\d.]+ s per test-set evaluation: \d+ epoch\(s\) planned",
+            r"goal \(0\.2 min\): [\d.]+ on 200 test images",
+        ],
     ),
     "looking_inside": (
         [

@@ -21,6 +21,7 @@ def sample(name, model, tiny):
     return rng.random((1, *model.input.shape[1:]), dtype="float32"), (1, tiny["classes"])
 
 
+@pytest.mark.backends
 @pytest.mark.parametrize("name", list_models())
 def test_registered_model_builds_tiny_runs_and_round_trips(name, tmp_path):
     tiny = tiny_config(name)
@@ -67,6 +68,7 @@ def test_bad_names_and_families():
         tiny_config("vit_nano")
 
 
+@pytest.mark.backends
 def test_name_override_names_the_model():
     name = "vit_base_patch16_224"
     assert get_model(name, **tiny_config(name), name="my_vit").name == "my_vit"

@@ -48,14 +48,7 @@ def register(subparsers):
     speed = train.add_argument_group(
         "speed and devices", "The defaults are the fastest measured settings for the backend and device."
     )
-    jit = speed.add_mutually_exclusive_group()
-    jit.add_argument(
-        "--jit-compile",
-        type=_choice_of("auto", "true", "false"),
-        default="auto",
-        help="XLA-compile the training step: auto (on with TensorFlow and JAX, off with PyTorch), true or false",
-    )
-    jit.add_argument("--no-jit", dest="jit_compile", action="store_const", const="false", help="--jit-compile false")
+    add_jit_arguments(speed)
     speed.add_argument(
         "--steps-per-execution",
         type=_auto_or_positive_int,
@@ -77,6 +70,22 @@ def register(subparsers):
         "on TensorFlow, KERAS_DISTRIBUTION_* on JAX), data-parallel (JAX's local devices)",
     )
     train.set_defaults(func=run_train)
+
+
+def add_jit_arguments(parser):
+    """`--jit-compile auto|true|false` and `--no-jit`; `jit_compile_of(args)` reads them."""
+    jit = parser.add_mutually_exclusive_group()
+    jit.add_argument(
+        "--jit-compile",
+        type=_choice_of("auto", "true", "false"),
+        default="auto",
+        help="XLA-compile the training step: auto (on with TensorFlow and JAX, off with PyTorch), true or false",
+    )
+    jit.add_argument("--no-jit", dest="jit_compile", action="store_const", const="false", help="--jit-compile false")
+
+
+def jit_compile_of(args):
+    return {"auto": "auto", "true": True, "false": False}[args.jit_compile]
 
 
 def _choice_of(*choices):
@@ -170,7 +179,7 @@ def run_train(args):
         overrides=parse_overrides(args.set),
         seed=args.seed,
         verbose=0 if args.quiet else "auto",
-        jit_compile={"auto": "auto", "true": True, "false": False}[args.jit_compile],
+        jit_compile=jit_compile_of(args),
         steps_per_execution=args.steps_per_execution,
         mixed_precision={"auto": "auto", "on": True, "off": False}[args.mixed_precision],
         distribute=args.distribute,

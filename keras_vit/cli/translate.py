@@ -27,6 +27,7 @@ import os
 import sys
 import warnings
 
+from keras_vit.cli.train import add_jit_arguments, jit_compile_of
 from keras_vit.translation.translator import MAX_OUTPUT_TOKENS, MAX_SOURCE_TOKENS
 from keras_vit.utils import atomic_write
 
@@ -61,6 +62,7 @@ def register(subparsers):
     train.add_argument("--label-smoothing", type=float, default=0.1)
     train.add_argument("--minutes", type=float, help="stop training after this wall time")
     train.add_argument("--limit", type=int, help="use only the first N training pairs")
+    add_jit_arguments(train)
     train.set_defaults(func=run_train)
 
     run = actions.add_parser("run", help="translate a file (or stdin) line by line")
@@ -210,6 +212,7 @@ def run_train(args):
         verbose=0 if _quiet(args) else 1,
         variant=args.variant,
         norm_first=args.norm_first,
+        jit_compile=jit_compile_of(args),
         **overrides,
     )
     print(f"saved {args.out} ({model.count_params():,} parameters, {len(history.history.get('loss', []))} epochs)")
