@@ -471,7 +471,7 @@ def test_faithfulness_on_mnist(shared_data):
     0.39 against a box share of 0.37; seeds 1 and 2 gave wider margins.)
     """
     bench = _faithfulness_module()
-    model = bench.train_model(shared_data, train_size=30000, epochs=4, verbose=0)
+    model = bench.train_model(shared_data, train_size=30000, epochs=4, verbose=0, jit_compile=True)
     x, y = bench.load_mnist(shared_data, "test")
     results = bench.evaluate(model, x[:200], y[:200], random_draws=3)
     assert results["accuracy"] > 0.9, results
