@@ -115,7 +115,9 @@ def _evaluate(args, model, report):
     tokenizer = model.source_tokenizer
     val_sources, val_references = load_multi30k(args.data, "val")
     vsrc, vtgt = encode_pairs(tokenizer, val_sources, val_references)
-    val_batches = TokenBatches(vsrc, vtgt, args.tokens_per_batch, shuffle=False, pad_id=model.padding_id)
+    val_batches = TokenBatches(
+        vsrc, vtgt, args.tokens_per_batch, shuffle=False, pad_id=model.padding_id, fixed_shapes=bool(model.jit_compile)
+    )
     # 1. N: the number of last epoch checkpoints averaged, by the validation loss (teacher forcing).
     files = _epoch_files(args.epoch_weights)
     selection = {"epoch_files": [os.path.basename(f) for f in files], "val_loss_by_n": {}}
