@@ -681,7 +681,6 @@ def _fit(
         # The optimizer state a resume restores belongs in the strategy's scope, as the model does.
         with distribution_scope(distribution if _is_tf_strategy(distribution) else None):
             initial_epoch = run.resume(model, epochs)
-        _replay_shuffles(bundle.train, initial_epoch)
         monitor = "val_accuracy" if bundle.validation is not None else "accuracy"
         all_callbacks += run.callbacks(guard, monitor, initial_epoch)
     all_callbacks += list(callbacks)
@@ -705,18 +704,6 @@ def _fit(
             f"Received: learning_rate={recipe.learning_rate!r}"
         )
     return history
-
-
-def _replay_shuffles(dataset, epochs):
-    """Draws, and drops, the shuffle orders of the `epochs` epochs a resumed run skips.
-
-    A seeded tf.data shuffle draws a new order for each iterator it makes; a resumed run's
-    pipeline is new, so without this its epoch `initial_epoch + 1` would see the order of epoch 1
-    instead of the one an uninterrupted run sees there.
-    """
-    if epochs and hasattr(dataset, "_variant_tensor"):  # a tf.data.Dataset
-        for _ in range(epochs):
-            iter(dataset)
 
 
 def _check_built_in_scope(model, distribution):
