@@ -3,7 +3,7 @@ Title: A ViT on CIFAR-10 in 60 minutes of 2 CPU cores
 Author: keras_vit contributors
 Date created: 2026/12/02
 Last modified: 2026/12/02
-Description: A Vision Transformer trained from scratch on all of CIFAR-10 within a fixed wall-clock budget, the epochs planned from its own measured speed, with the learning curve on the 10,000 test images.
+Description: A Vision Transformer trained from scratch on the CIFAR-10 training file (all its images) within a fixed wall-clock budget, the epochs planned from its own measured speed, with the learning curve on the 10,000 test images.
 Accelerator: None (2 CPU cores; a GPU does the same budget in minutes)
 """
 
@@ -68,7 +68,7 @@ print(f"{n_train} training images, {n_test} test images, a {minutes:g}-minute bu
   search in benchmarks/README.md: 0.346 against 0.290 for patch 8) says small patches win at 32×32.
 - **A narrow, shallow model** (width 192, 6 blocks, 3 heads, MLP 384, 1.8 M parameters): in a
   fixed time, epochs matter more than capacity, so the model is the size that gives a dozen or
-  more passes over the 50,000 images in an hour on two cores.
+  more passes over the training images in an hour on two cores.
 - **Random 4-pixel-padded crops and horizontal flips**: a ViT has no translation equivariance of
   its own; augmentation supplies some.
 - **Label smoothing 0.1** and **no stochastic depth**: the run is short, so it is far from
